@@ -343,6 +343,12 @@ class Broker:
         else:
             _LIVE.add(self)
 
+    def wait(self) -> int:
+        """Block until the broker process exits on its own; return its exit code."""
+        if self._proc is None:
+            raise BrokerNotRunningError(f"broker is {self._state.value}; nothing to wait for")
+        return self._proc.wait()
+
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after ``stop_timeout_s``. Idempotent."""
         proc = self._proc
