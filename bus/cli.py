@@ -72,9 +72,12 @@ def broker_start(
     client_port: Annotated[int, typer.Option(help="SCRAM client listener port.")] = 9092,
     controller_port: Annotated[int, typer.Option(help="KRaft controller port.")] = 9093,
     detach: Annotated[
-        bool, typer.Option("--detach", help="Return once ready; stop later with `liaison broker stop`.")
+        bool,
+        typer.Option("--detach", help="Return once ready; stop later with `liaison broker stop`."),
     ] = False,
-    timeout_s: Annotated[float, typer.Option("--timeout", help="Seconds to wait for readiness.")] = 120.0,
+    timeout_s: Annotated[
+        float, typer.Option("--timeout", help="Seconds to wait for readiness.")
+    ] = 120.0,
 ) -> None:
     """Start the broker; in the foreground it runs until Ctrl-C (or SIGTERM)."""
     config = BrokerConfig(

@@ -9,7 +9,7 @@ The tree::
     │   ├── JarResolutionError        `mvn` could not fetch the Kafka jars
     │   ├── PortInUseError            a port the broker needs is taken
     │   ├── BrokerStartError          the JVM exited while starting
-    │   ├── BrokerStartTimeout        not ready within the deadline
+    │   ├── BrokerStartTimeoutError        not ready within the deadline
     │   └── BrokerNotRunningError     stop/status found no broker
     └── KafkaAccessError              talking to a broker (bus.kafka)
         ├── KafkaAuthenticationError  SASL credentials refused
@@ -31,7 +31,7 @@ __all__ = [
     "BrokerError",
     "BrokerNotRunningError",
     "BrokerStartError",
-    "BrokerStartTimeout",
+    "BrokerStartTimeoutError",
     "ConfigError",
     "JarResolutionError",
     "JavaNotFoundError",
@@ -89,7 +89,7 @@ class BrokerStartError(BrokerError):
     """The broker process exited before it became ready."""
 
 
-class BrokerStartTimeout(BrokerError):
+class BrokerStartTimeoutError(BrokerError):
     """The broker did not become ready before the deadline."""
 
     retriable = True

@@ -108,7 +108,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if os.environ.get("CI") != "true" or exitstatus != 0:
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    skipped = len(reporter.stats.get("skipped", [])) if reporter is not None else 0
+    if reporter is None:
+        return
+    skipped = len(reporter.stats.get("skipped", []))
     if skipped:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
         reporter.write_line(f"CI=true: {skipped} test(s) were skipped; failing the run.", red=True)

@@ -28,7 +28,13 @@ from bus.broker._properties import (
     compose_environment,
 )
 
-__all__ = ["COMPOSE_CLIENT_PORT", "COMPOSE_LOG_DIR", "compose_cluster_id", "format_properties", "render_compose"]
+__all__ = [
+    "COMPOSE_CLIENT_PORT",
+    "COMPOSE_LOG_DIR",
+    "compose_cluster_id",
+    "format_properties",
+    "render_compose",
+]
 
 COMPOSE_CLIENT_PORT = 9092
 COMPOSE_CONTROLLER_PORT = 9093
@@ -89,7 +95,8 @@ def _format_script() -> str:
         "/opt/kafka/bin/kafka-storage.sh format --ignore-formatted"
         ' --cluster-id "$$CLUSTER_ID" --config /tmp/format.properties'
         f' --add-scram "{SCRAM_MECHANISM}=[name={ADMIN_USER},password=$$LIAISON_ADMIN_PASSWORD]"'
-        f' --add-scram "{SCRAM_MECHANISM}=[name={BROKER_USER},password=$$LIAISON_BROKER_PASSWORD]"\n'
+        f' --add-scram "{SCRAM_MECHANISM}=[name={BROKER_USER},'
+        'password=$$LIAISON_BROKER_PASSWORD]"\n'
         f"chown -R appuser:appuser {COMPOSE_LOG_DIR}\n"
     )
 
@@ -101,7 +108,7 @@ def _healthcheck_script() -> str:
     )
     return (
         "printf 'security.protocol=SASL_PLAINTEXT\\nsasl.mechanism="
-        f"{SCRAM_MECHANISM}\\nsasl.jaas.config=%s\\n' \"{jaas}\" > /tmp/health.properties"
+        f'{SCRAM_MECHANISM}\\nsasl.jaas.config=%s\\n\' "{jaas}" > /tmp/health.properties'
         " && /opt/kafka/bin/kafka-broker-api-versions.sh"
         f" --bootstrap-server localhost:{COMPOSE_CLIENT_PORT}"
         " --command-config /tmp/health.properties > /dev/null"

@@ -51,7 +51,7 @@ from bus.errors import (
     BrokerError,
     BrokerNotRunningError,
     BrokerStartError,
-    BrokerStartTimeout,
+    BrokerStartTimeoutError,
     JavaNotFoundError,
     KafkaAccessError,
     PortInUseError,
@@ -99,7 +99,7 @@ class BrokerConfig(BaseModel):
     stop_timeout_s: float = Field(default=30.0, gt=0)
     admin_password: SecretStr | None = Field(
         default=None,
-        description="Password of the `admin` super user; generated (and kept in data_dir) if unset.",
+        description="Password of the `admin` super user; generated and kept in data_dir if unset.",
     )
 
 
@@ -250,7 +250,9 @@ class Broker:
     and is stopped later with :meth:`stop_detached`.
     """
 
-    def __init__(self, config: BrokerConfig, *, progress: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, config: BrokerConfig, *, progress: Callable[[str], None] | None = None
+    ) -> None:
         self.config = config
         self._paths = _Paths(config.data_dir)
         self._say = progress or (lambda _msg: None)
@@ -288,7 +290,6 @@ class Broker:
             bootstrap_servers=self.bootstrap_servers,
             username=ADMIN_USER,
             password=SecretStr(self._admin_password),
-            mechanism=SCRAM_MECHANISM,
         )
 
     def __enter__(self) -> Self:
@@ -296,7 +297,10 @@ class Broker:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
 
@@ -488,7 +492,7 @@ class Broker:
             stdin=subprocess.DEVNULL,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
-            preexec_fn=preexec,  # noqa: PLW1509 - prctl only, no Python-level locks
+            preexec_fn=preexec,
             start_new_session=detach,
         )
 
@@ -518,7 +522,7 @@ class Broker:
                     last_error = str(exc)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(timeout=0.25)  # wakes at once if the JVM dies
-        raise BrokerStartTimeout(
+        raise BrokerStartTimeoutError(
             f"the broker was not ready after {self.config.start_timeout_s:.0f}s "
             f"({last_error}); raise start_timeout_s on a slow machine. Last "
             f"{_LOG_TAIL_LINES} lines of {self._paths.log}:\n{_tail(self._paths.log)}"

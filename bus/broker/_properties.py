@@ -26,6 +26,7 @@ from collections.abc import Mapping
 __all__ = [
     "ADMIN_USER",
     "BROKER_USER",
+    "COMPOSE_BROKER_PASSWORD",
     "NODE_ID",
     "SCRAM_MECHANISM",
     "compose_environment",
@@ -39,6 +40,8 @@ ADMIN_USER = "admin"
 BROKER_USER = "broker"
 SCRAM_MECHANISM = "SCRAM-SHA-512"
 NODE_ID = 1
+COMPOSE_BROKER_PASSWORD = "${LIAISON_BROKER_PASSWORD:?set it}"  # noqa: S105 - a placeholder
+"""Not a password: docker compose substitutes the caller's environment variable here."""
 
 _SCRAM_SERVER_JAAS = "org.apache.kafka.common.security.scram.ScramLoginModule required"
 _PLAIN_JAAS = "org.apache.kafka.common.security.plain.PlainLoginModule required"
@@ -163,7 +166,7 @@ def compose_environment(
 
     Secrets are compose placeholders, substituted from the caller's environment.
     """
-    props = security_and_sizing(broker_password="${LIAISON_BROKER_PASSWORD:?set it}")
+    props = security_and_sizing(broker_password=COMPOSE_BROKER_PASSWORD)
     props.update(
         {
             "listeners": f"CLIENT://0.0.0.0:{client_port},CONTROLLER://0.0.0.0:{controller_port}",

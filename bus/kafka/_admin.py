@@ -108,9 +108,15 @@ _RT = {
     ResourceType.CLUSTER: ck.ResourceType.BROKER,  # librdkafka's name for CLUSTER
 }
 _RT_BACK = {v: k for k, v in _RT.items()}
-_PT = {PatternType.LITERAL: ck.ResourcePatternType.LITERAL, PatternType.PREFIXED: ck.ResourcePatternType.PREFIXED}
+_PT = {
+    PatternType.LITERAL: ck.ResourcePatternType.LITERAL,
+    PatternType.PREFIXED: ck.ResourcePatternType.PREFIXED,
+}
 _PT_BACK = {v: k for k, v in _PT.items()}
-_PERM = {AclPermission.ALLOW: ck.AclPermissionType.ALLOW, AclPermission.DENY: ck.AclPermissionType.DENY}
+_PERM = {
+    AclPermission.ALLOW: ck.AclPermissionType.ALLOW,
+    AclPermission.DENY: ck.AclPermissionType.DENY,
+}
 _PERM_BACK = {v: k for k, v in _PERM.items()}
 
 
@@ -133,22 +139,25 @@ def _to_binding(acl: Acl) -> ck.AclBinding:
 def _from_binding(b: ck.AclBinding) -> Acl:
     return Acl(
         principal=b.principal,
-        resource_type=_RT_BACK[b.restype],
+        # The binding normalises these to enums; the calls narrow the declared unions.
+        resource_type=_RT_BACK[ck.ResourceType(b.restype)],
         resource_name=b.name,
-        pattern=_PT_BACK[b.resource_pattern_type],
-        operation=AclOperation(b.operation.name),
-        permission=_PERM_BACK[b.permission_type],
+        pattern=_PT_BACK[ck.ResourcePatternType(b.resource_pattern_type)],
+        operation=AclOperation(ck.AclOperation(b.operation).name),
+        permission=_PERM_BACK[ck.AclPermissionType(b.permission_type)],
         host=b.host,
     )
 
 
 def _to_filter(f: AclFilter) -> ck.AclBindingFilter:
+    # librdkafka reads None as "match any" for name, principal and host, as its
+    # docstring says; the type annotations say str only, hence the ignores.
     return ck.AclBindingFilter(
         _RT[f.resource_type] if f.resource_type else ck.ResourceType.ANY,
-        f.resource_name,
+        f.resource_name,  # type: ignore[arg-type]
         _PT[f.pattern] if f.pattern else ck.ResourcePatternType.ANY,
-        f.principal,
-        f.host,
+        f.principal,  # type: ignore[arg-type]
+        f.host,  # type: ignore[arg-type]
         _op(f.operation) if f.operation else ck.AclOperation.ANY,
         _PERM[f.permission] if f.permission else ck.AclPermissionType.ANY,
     )
@@ -179,7 +188,10 @@ class KafkaAdmin:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 
@@ -207,7 +219,9 @@ class KafkaAdmin:
                 action=action,
                 principal=self.principal,
             )
-        return translate_kafka_error(exc, action=action, principal=self.principal, resource=resource)
+        return translate_kafka_error(
+            exc, action=action, principal=self.principal, resource=resource
+        )
 
     # -- cluster ---------------------------------------------------------------------
 
@@ -271,7 +285,10 @@ class KafkaAdmin:
             self._wait(fut, "create SCRAM credentials", f"user {user}")
 
     def delete_scram_user(
-        self, username: str, *, mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512"
+        self,
+        username: str,
+        *,
+        mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512",
     ) -> None:
         deletion = ck.UserScramCredentialDeletion(
             username, ck.ScramMechanism[mechanism.replace("-", "_")]
@@ -286,7 +303,9 @@ class KafkaAdmin:
         assert isinstance(fut, concurrent.futures.Future)
         described = self._wait(fut, "describe SCRAM users")
         return {
-            user: sorted(info.mechanism.name.replace("_", "-") for info in desc.scram_credential_infos)
+            user: sorted(
+                info.mechanism.name.replace("_", "-") for info in desc.scram_credential_infos
+            )
             for user, desc in described.items()
         }
 

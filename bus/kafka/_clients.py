@@ -157,7 +157,9 @@ class _Client:
             # connection error; connect once more ourselves to name the real cause.
             cause = await self._authentication_failure()
             if cause is not None:
-                raise translate_aiokafka_error(cause, action=action, principal=self.principal) from exc
+                raise translate_aiokafka_error(
+                    cause, action=action, principal=self.principal
+                ) from exc
             raise
 
     async def _authentication_failure(self) -> BaseException | None:
@@ -176,7 +178,8 @@ class _Client:
                     sasl_plain_password=kwargs["sasl_plain_password"],
                 )
             except _AUTHN as exc:
-                return exc
+                failure: BaseException = exc
+                return failure
             except (OSError, ak_errors.KafkaError, TimeoutError):
                 continue
             conn.close()
@@ -240,7 +243,10 @@ class Producer(_Client):
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.stop()
 
@@ -356,11 +362,16 @@ class Consumer(_Client):
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.stop()
 
-    async def getmany(self, *, timeout_ms: int = 1000, max_records: int | None = None) -> list[Record]:
+    async def getmany(
+        self, *, timeout_ms: int = 1000, max_records: int | None = None
+    ) -> list[Record]:
         """Fetch what is available within ``timeout_ms``, in partition order."""
         self._require_started()
         batches = await self._call(

@@ -23,7 +23,7 @@ from bus.broker._compose import compose_cluster_id, format_properties
 from bus.broker._jars import kafka_libs
 from bus.broker._launcher import find_java
 from bus.broker._properties import render_properties
-from bus.errors import BrokerStartError, BrokerStartTimeout, PortInUseError
+from bus.errors import BrokerStartError, BrokerStartTimeoutError, PortInUseError
 from bus.kafka import KafkaAdmin, TopicSpec
 from tests.support import jvm_pids_using, wait_for_exit
 
@@ -62,7 +62,7 @@ def test_a_broker_that_dies_while_starting_reports_its_last_log_lines(data_dir: 
 def test_a_broker_not_ready_in_time_is_killed_and_the_timeout_named(data_dir: Path) -> None:
     broker = Broker(BrokerConfig(data_dir=data_dir, start_timeout_s=0.5))
 
-    with pytest.raises(BrokerStartTimeout) as caught:
+    with pytest.raises(BrokerStartTimeoutError) as caught:
         broker.start()
 
     assert "not ready after" in str(caught.value)
@@ -140,9 +140,17 @@ async def _read_line_containing(stream: asyncio.StreamReader, needle: str, timeo
 
 async def test_ctrl_c_on_a_foreground_cli_broker_stops_it(data_dir: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
-        LIAISON, "broker", "start", "--data-dir", str(data_dir),
-        "--client-port", "0", "--controller-port", "0",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        LIAISON,
+        "broker",
+        "start",
+        "--data-dir",
+        str(data_dir),
+        "--client-port",
+        "0",
+        "--controller-port",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "COLUMNS": "200"},
     )
     assert proc.stdout is not None
@@ -159,8 +167,12 @@ async def test_ctrl_c_on_a_foreground_cli_broker_stops_it(data_dir: Path) -> Non
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [LIAISON, "broker", *args], capture_output=True, text=True, timeout=180,
-        env={**os.environ, "COLUMNS": "200"}, check=False,
+        [LIAISON, "broker", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "COLUMNS": "200"},
+        check=False,
     )
 
 
@@ -196,23 +208,40 @@ def test_storage_formatted_the_compose_way_boots_with_scram(data_dir: Path) -> N
         controller_port = s.getsockname()[1]
     data_dir.mkdir(parents=True)
     props = format_properties(
-        host="127.0.0.1", client_port=9092, controller_port=controller_port,
+        host="127.0.0.1",
+        client_port=9092,
+        controller_port=controller_port,
         log_dir=str(data_dir / "kraft-logs"),
     )
     (data_dir / "format.properties").write_text(render_properties(props))
     secrets = {"admin": "compose-admin-pw", "broker": "compose-broker-pw"}
     (data_dir / "credentials.json").write_text(json.dumps(secrets))
     formatted = subprocess.run(
-        [java, "-cp", f"{libs}/*", "kafka.tools.StorageTool", "format", "--ignore-formatted",
-         "--cluster-id", compose_cluster_id(), "--config", str(data_dir / "format.properties"),
-         "--add-scram", f"SCRAM-SHA-512=[name=admin,password={secrets['admin']}]",
-         "--add-scram", f"SCRAM-SHA-512=[name=broker,password={secrets['broker']}]"],
-        capture_output=True, text=True, check=False, timeout=120,
+        [
+            java,
+            "-cp",
+            f"{libs}/*",
+            "kafka.tools.StorageTool",
+            "format",
+            "--ignore-formatted",
+            "--cluster-id",
+            compose_cluster_id(),
+            "--config",
+            str(data_dir / "format.properties"),
+            "--add-scram",
+            f"SCRAM-SHA-512=[name=admin,password={secrets['admin']}]",
+            "--add-scram",
+            f"SCRAM-SHA-512=[name=broker,password={secrets['broker']}]",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
     )
     assert formatted.returncode == 0, formatted.stdout + formatted.stderr
 
-    with Broker(BrokerConfig(data_dir=data_dir, controller_port=controller_port)) as broker:
-        with KafkaAdmin(broker.connection) as admin:
-            users = admin.scram_users()
+    config = BrokerConfig(data_dir=data_dir, controller_port=controller_port)
+    with Broker(config) as broker, KafkaAdmin(broker.connection) as admin:
+        users = admin.scram_users()
 
     assert users == {"admin": ["SCRAM-SHA-512"], "broker": ["SCRAM-SHA-512"]}

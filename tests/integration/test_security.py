@@ -25,8 +25,14 @@ async def test_correct_scram_credentials_connect_and_produce(
 ) -> None:
     topic = new_topic()
     writer = new_principal(
-        lambda p: [Acl(principal=p, resource_type=ResourceType.TOPIC, resource_name=topic,
-                       operation=AclOperation.WRITE)]
+        lambda p: [
+            Acl(
+                principal=p,
+                resource_type=ResourceType.TOPIC,
+                resource_name=topic,
+                operation=AclOperation.WRITE,
+            )
+        ]
     )
 
     async with Producer(writer) as producer:
@@ -114,11 +120,19 @@ class TestWriteOnlyPrincipal:
     def writer(self, topics: tuple[str, str], new_principal: PrincipalFactory) -> KafkaConnection:
         topic_a, _ = topics
         return new_principal(
-            lambda p: [Acl(principal=p, resource_type=ResourceType.TOPIC, resource_name=topic_a,
-                           operation=AclOperation.WRITE)]
+            lambda p: [
+                Acl(
+                    principal=p,
+                    resource_type=ResourceType.TOPIC,
+                    resource_name=topic_a,
+                    operation=AclOperation.WRITE,
+                )
+            ]
         )
 
-    async def test_can_write_topic_a(self, topics: tuple[str, str], writer: KafkaConnection) -> None:
+    async def test_can_write_topic_a(
+        self, topics: tuple[str, str], writer: KafkaConnection
+    ) -> None:
         topic_a, _ = topics
         async with Producer(writer) as producer:
             sent = await producer.send(topic_a, b"allowed")
@@ -138,7 +152,9 @@ class TestWriteOnlyPrincipal:
 
         assert topic_a in str(denied.value)
 
-    async def test_cannot_write_topic_b(self, topics: tuple[str, str], writer: KafkaConnection) -> None:
+    async def test_cannot_write_topic_b(
+        self, topics: tuple[str, str], writer: KafkaConnection
+    ) -> None:
         _, topic_b = topics
         async with Producer(writer) as producer:
             with pytest.raises(KafkaAuthorizationError) as denied:
@@ -146,7 +162,10 @@ class TestWriteOnlyPrincipal:
         assert writer.principal in str(denied.value)
 
     async def test_cannot_describe_a_group_it_was_not_granted(
-        self, topics: tuple[str, str], writer: KafkaConnection, admin_connection: KafkaConnection,
+        self,
+        topics: tuple[str, str],
+        writer: KafkaConnection,
+        admin_connection: KafkaConnection,
     ) -> None:
         topic_a, _ = topics
         group = f"g-{topic_a}"

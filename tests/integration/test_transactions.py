@@ -17,6 +17,7 @@ from bus.kafka import (
     Consumer,
     KafkaConnection,
     Producer,
+    Record,
     ResourceType,
     TopicPartition,
 )
@@ -33,14 +34,30 @@ def transactional_acls(
 
     def grants(principal: str) -> list[Acl]:
         return [
-            Acl(principal=principal, resource_type=ResourceType.TRANSACTIONAL_ID,
-                resource_name=transactional_id, operation=AclOperation.WRITE),
-            Acl(principal=principal, resource_type=ResourceType.TOPIC,
-                resource_name=write_topic, operation=AclOperation.WRITE),
-            Acl(principal=principal, resource_type=ResourceType.GROUP,
-                resource_name=group, operation=AclOperation.READ),
-            Acl(principal=principal, resource_type=ResourceType.TOPIC,
-                resource_name=read_topic, operation=AclOperation.READ),
+            Acl(
+                principal=principal,
+                resource_type=ResourceType.TRANSACTIONAL_ID,
+                resource_name=transactional_id,
+                operation=AclOperation.WRITE,
+            ),
+            Acl(
+                principal=principal,
+                resource_type=ResourceType.TOPIC,
+                resource_name=write_topic,
+                operation=AclOperation.WRITE,
+            ),
+            Acl(
+                principal=principal,
+                resource_type=ResourceType.GROUP,
+                resource_name=group,
+                operation=AclOperation.READ,
+            ),
+            Acl(
+                principal=principal,
+                resource_type=ResourceType.TOPIC,
+                resource_name=read_topic,
+                operation=AclOperation.READ,
+            ),
         ]
 
     return grants
@@ -60,18 +77,20 @@ class TestRestrictedTransactionalProducer:
     def principal(self, names: dict[str, str], new_principal: PrincipalFactory) -> KafkaConnection:
         return new_principal(
             transactional_acls(
-                transactional_id=names["txn"], write_topic=names["out"],
-                group=names["group"], read_topic=names["in"],
+                transactional_id=names["txn"],
+                write_topic=names["out"],
+                group=names["group"],
+                read_topic=names["in"],
             )
         )
 
     async def test_commits_records_that_read_committed_consumers_see(
         self, names: dict[str, str], principal: KafkaConnection, admin_connection: KafkaConnection
     ) -> None:
-        async with Producer(principal, transactional_id=names["txn"]) as producer:
-            async with producer.transaction():
-                for i in range(3):
-                    await producer.send(names["out"], f"committed-{i}".encode())
+        producer = Producer(principal, transactional_id=names["txn"])
+        async with producer, producer.transaction():
+            for i in range(3):
+                await producer.send(names["out"], f"committed-{i}".encode())
 
         async with Consumer(admin_connection, names["out"]) as consumer:
             records = await read_count(consumer, 3)
@@ -88,8 +107,8 @@ class TestRestrictedTransactionalProducer:
             async with producer.transaction():
                 await producer.send(names["out"], b"marker")
 
-        def saw_marker(records: list[object]) -> bool:
-            return any(getattr(r, "value", None) == b"marker" for r in records)
+        def saw_marker(records: list[Record]) -> bool:
+            return any(r.value == b"marker" for r in records)
 
         async with Consumer(admin_connection, names["out"]) as committed_reader:
             committed = await read_until(committed_reader, saw_marker)
@@ -112,11 +131,12 @@ class TestRestrictedTransactionalProducer:
 
         async with Consumer(principal, names["in"], group_id=names["group"]) as consumer:
             inputs = await read_count(consumer, 5)
-            async with Producer(principal, transactional_id=names["txn"]) as producer:
-                async with producer.transaction():
-                    for record in inputs:
-                        await producer.send(names["out"], (record.value or b"").upper())
-                    await producer.send_offsets_to_transaction({tp: inputs[-1].offset + 1}, names["group"])
+            producer = Producer(principal, transactional_id=names["txn"])
+            async with producer, producer.transaction():
+                for record in inputs:
+                    await producer.send(names["out"], (record.value or b"").upper())
+                next_offset = inputs[-1].offset + 1
+                await producer.send_offsets_to_transaction({tp: next_offset}, names["group"])
             # EndTxn answers once PREPARE_COMMIT is logged; the markers that make the
             # offsets visible to OffsetFetch follow asynchronously, so wait for them.
             committed = await committed_offset_eventually(consumer, tp, expected=5)
@@ -149,8 +169,14 @@ async def test_transactional_producer_without_transactional_id_acl_is_denied(
     topic = new_topic()
     txn = unique_name("txn")
     writer = new_principal(
-        lambda p: [Acl(principal=p, resource_type=ResourceType.TOPIC, resource_name=topic,
-                       operation=AclOperation.WRITE)]
+        lambda p: [
+            Acl(
+                principal=p,
+                resource_type=ResourceType.TOPIC,
+                resource_name=topic,
+                operation=AclOperation.WRITE,
+            )
+        ]
     )
 
     with pytest.raises(KafkaAuthorizationError) as denied:
