@@ -6,10 +6,10 @@ The tree::
     ├── ConfigError                   a setting is invalid; the message names it
     ├── BrokerError                   the local broker launcher
     │   ├── JavaNotFoundError         no `java`, or one older than 17
-    │   ├── JarResolutionError        `mvn` could not fetch the Kafka jars
+    │   ├── JarResolutionError        `mvn` could not fetch the jars (retriable)
     │   ├── PortInUseError            a port the broker needs is taken
     │   ├── BrokerStartError          the JVM exited while starting
-    │   ├── BrokerStartTimeoutError        not ready within the deadline
+    │   ├── BrokerStartTimeoutError   not ready in time (retriable)
     │   └── BrokerNotRunningError     stop/status found no broker
     └── KafkaAccessError              talking to a broker (bus.kafka)
         ├── KafkaAuthenticationError  SASL credentials refused

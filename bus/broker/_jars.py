@@ -34,6 +34,7 @@ _DEPENDENCY_PLUGIN_VERSION = "3.8.1"
 """Pinned: Maven 3.8.7 otherwise picks the 2.8 plugin."""
 
 _MVN_TAIL_LINES = 30
+_MVN_TIMEOUT_S = 900.0
 _COMPLETE_MARKER = ".complete"
 
 
@@ -132,7 +133,15 @@ def kafka_libs(
                 f"-DoutputDirectory={staged}",
                 "-DincludeScope=runtime",
             ]
-            result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            try:
+                result = subprocess.run(
+                    cmd, capture_output=True, text=True, check=False, timeout=_MVN_TIMEOUT_S
+                )
+            except subprocess.TimeoutExpired as exc:
+                raise JarResolutionError(
+                    f"`mvn` did not finish resolving Kafka {kafka_version} within "
+                    f"{_MVN_TIMEOUT_S:.0f}s; check the network to Maven Central and retry"
+                ) from exc
             if result.returncode != 0 or not any(staged.glob(f"kafka_2.13-{kafka_version}.jar")):
                 output = (result.stdout + result.stderr).strip().splitlines()
                 tail = "\n".join(output[-_MVN_TAIL_LINES:]) or "(mvn printed nothing)"

@@ -132,7 +132,15 @@ def find_java() -> tuple[str, int]:
             "no `java` found on PATH or in $JAVA_HOME; Kafka 4 needs Java 17 or newer. "
             "Install one (Debian: `apt-get install openjdk-17-jre-headless`) or set JAVA_HOME"
         )
-    out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False)
+    try:
+        out = subprocess.run(
+            [java, "-version"], capture_output=True, text=True, check=False, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise JavaNotFoundError(
+            f"could not run {java} -version ({exc}); fix or reinstall that Java, or point "
+            "JAVA_HOME at a working JDK 17+"
+        ) from exc
     match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
     if not match:
         raise JavaNotFoundError(f"could not read the version of {java}: {out.stderr.strip()!r}")

@@ -76,7 +76,10 @@ def translate_kafka_error(
                 f"check the username and password (the password is not shown)"
             )
         if code == KafkaError.TOPIC_ALREADY_EXISTS:
-            return TopicExistsError(f"cannot {action}: topic {resource} already exists")
+            return TopicExistsError(
+                f"{principal} cannot {action}: {resource or 'the topic'} already exists; "
+                f"choose another name or delete it first"
+            )
         if code in _UNAVAILABLE_CODES or err.retriable():
             return KafkaUnavailableError(
                 f"broker did not answer {principal}'s request to {action}{on} ({err.name()}); "

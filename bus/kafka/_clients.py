@@ -118,10 +118,21 @@ def translate_aiokafka_error(exc: BaseException, *, action: str, principal: str)
             f"{principal}'s producer was fenced while trying to {action}: a newer producer "
             f"with the same transactional id took over; close this one"
         )
+    if isinstance(exc, ak_errors.UnknownTopicOrPartitionError):
+        # aiokafka calls this retriable (metadata may lag), but with auto-creation off
+        # a missing topic stays missing: retrying would only hide the mistake.
+        return KafkaOperationError(
+            f"{principal} could not {action}: {name}: the topic does not exist; create it first"
+        )
     if isinstance(exc, _UNAVAILABLE):
         return KafkaUnavailableError(
             f"broker did not answer {principal} while trying to {action} ({name}); "
             f"check that it is running and reachable, then retry"
+        )
+    if getattr(exc, "retriable", False):
+        return KafkaUnavailableError(
+            f"broker could not {action} for {principal} yet ({name}); this is transient "
+            f"(leadership or metadata still settling): retry"
         )
     return KafkaOperationError(f"{principal} could not {action}: {name}: {exc}")
 

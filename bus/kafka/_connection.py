@@ -16,7 +16,8 @@ class KafkaConnection(BaseModel):
     reprs, logs and validation errors, and is revealed only when a client is built.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # hide_input_in_errors: a validation error must never echo a plain-string password.
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     bootstrap_servers: str = Field(
         description="Comma-separated host:port list of the broker's SASL listener."
@@ -32,7 +33,12 @@ class KafkaConnection(BaseModel):
     def _host_port_list(cls, value: str) -> str:
         for entry in value.split(","):
             host, sep, port = entry.strip().rpartition(":")
-            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            if (
+                not sep
+                or not host
+                or not (port.isascii() and port.isdigit())
+                or not 0 < int(port) < 65536
+            ):
                 raise ValueError(
                     f"bootstrap_servers entry {entry.strip()!r} is not host:port "
                     "(for example 127.0.0.1:9092)"
@@ -46,7 +52,10 @@ class KafkaConnection(BaseModel):
 
     def with_credentials(self, username: str, password: str) -> KafkaConnection:
         """The same broker, another principal."""
-        return self.model_copy(update={"username": username, "password": SecretStr(password)})
+        # model_validate, not model_copy: the new values must pass the same checks.
+        return KafkaConnection.model_validate(
+            {**self.model_dump(), "username": username, "password": SecretStr(password)}
+        )
 
     def confluent_config(self) -> dict[str, str | int]:
         """Settings for a confluent-kafka (librdkafka) client."""

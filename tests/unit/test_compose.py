@@ -129,7 +129,7 @@ def test_compose_and_launcher_differ_only_in_location_and_password(
         host="127.0.0.1",
         client_port=19092,
         controller_port=19093,
-        log_dir="/tmp/kraft-logs",
+        log_dir="/srv/liaison/kraft-logs",
         broker_password="literal-pw",
     )
     assert set(launcher) == set(decoded)

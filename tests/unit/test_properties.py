@@ -29,7 +29,7 @@ from bus.broker._properties import (
 HOST = "127.0.0.1"
 CLIENT_PORT = 19092
 CONTROLLER_PORT = 19093
-LOG_DIR = "/var/tmp/liaison-test/kraft-logs"
+LOG_DIR = "/srv/liaison/kraft-logs"
 PASSWORD = "broker-pw-Zq8"
 
 
@@ -269,8 +269,12 @@ def _java_unescape(value: str) -> str:
             out.append(c)
             continue
         nxt = next(chars)
+        if nxt == "u":
+            out.append(chr(int("".join(next(chars) for _ in range(4)), 16)))
+            continue
         out.append({"n": "\n", "t": "\t", "r": "\r", "f": "\f"}.get(nxt, nxt))
-    return "".join(out)
+    # \\uXXXX escapes are UTF-16 code units: join surrogate pairs as Java does.
+    return "".join(out).encode("utf-16-be", "surrogatepass").decode("utf-16-be")
 
 
 def test_render_properties_starts_with_a_do_not_edit_header() -> None:
@@ -301,15 +305,23 @@ def test_render_properties_value_ending_in_backslash_does_not_continue_the_line(
     assert text.splitlines()[1:] == ["k=ends\\\\", "next=x"]
 
 
-# Values a Java reader gets back unchanged. Printable ASCII, spaces, backslashes and
-# newlines are allowed. Not allowed: '\r', which Java reads as a line break and
-# render_properties does not escape; non-ASCII, because Kafka reads the file as
-# ISO-8859-1 and the file is written as UTF-8; and leading whitespace, which Java
-# strips. These limits are described in the report.
+# Any value a Java reader must get back unchanged: control characters Java treats as
+# line breaks or whitespace, backslashes, leading spaces (Java strips unescaped ones) and
+# non-ASCII including astral characters (Kafka reads the file as ISO-8859-1, so they
+# must arrive as \\uXXXX escapes, surrogate pairs for the astral ones).
 _VALUE = st.text(
-    alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E) | st.sampled_from("\n\\"),
+    alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E)
+    | st.sampled_from("\n\r\t\f\\ ")
+    | st.characters(min_codepoint=0xA0, exclude_categories=["Cs"]),
     max_size=40,
-).filter(lambda v: not v.startswith(" "))
+)
+
+
+def test_render_properties_writes_only_ascii() -> None:
+    text = render_properties({"log.dirs": "/data/Agence-Été/\U0001f4e6", "k": " lead"})
+    assert text.isascii()
+    assert "log.dirs=/data/Agence-\\u00c9t\\u00e9/\\ud83d\\udce6" in text
+    assert "k=\\ lead" in text
 
 
 @given(st.dictionaries(_PROPERTY_NAME, _VALUE, max_size=6))
