@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bus.kafka import Consumer, Record, TopicPartition
+from bus.kafka import Acl, AclOperation, Consumer, Record, ResourceType, TopicPartition
 
 
 async def read_until(
@@ -78,3 +78,15 @@ def jvm_pids_using(path: Path) -> list[int]:
         if needle in cmdline and b"java" in cmdline:
             pids.append(int(entry.name))
     return pids
+
+
+def allow(*grants: tuple[ResourceType, str, AclOperation]) -> Callable[[str], list[Acl]]:
+    """ACLs for the ``new_principal`` factory: ``allow((ResourceType.TOPIC, "t", READ))``."""
+
+    def acls(principal: str) -> list[Acl]:
+        return [
+            Acl(principal=principal, resource_type=kind, resource_name=name, operation=op)
+            for kind, name, op in grants
+        ]
+
+    return acls

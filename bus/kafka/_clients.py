@@ -10,6 +10,7 @@ topics must never see records of aborted transactions.
 
 from __future__ import annotations
 
+import abc
 import enum
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -137,10 +138,11 @@ def translate_aiokafka_error(exc: BaseException, *, action: str, principal: str)
     return KafkaOperationError(f"{principal} could not {action}: {name}: {exc}")
 
 
-class _Client:
+class _Client(abc.ABC):
     """Shared lifecycle and error translation."""
 
     _state: ClientState
+    _impl: Any  # the aiokafka client, untyped
 
     def __init__(self, connection: KafkaConnection) -> None:
         self._connection = connection
@@ -153,6 +155,39 @@ class _Client:
     @property
     def principal(self) -> str:
         return self._connection.principal
+
+    @abc.abstractmethod
+    def _start_action(self) -> str:
+        """What starting means, for error messages ("read topics a, b")."""
+
+    async def start(self) -> None:
+        """Connect. On failure the client is FAILED and holds no connections."""
+        action = self._start_action()
+        try:
+            await self._start(action, self._impl.start())
+        except BaseException:
+            self._state = ClientState.FAILED
+            await self._impl.stop()  # aiokafka leaves its connections open on a failed start
+            raise
+        self._state = ClientState.STARTED
+
+    async def stop(self) -> None:
+        """Disconnect; a no-op unless ``start()`` succeeded. Idempotent."""
+        if self._state is ClientState.STARTED:
+            self._state = ClientState.STOPPED
+            await self._impl.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
 
     async def _call(self, action: str, awaitable: Awaitable[_T]) -> _T:
         try:
@@ -235,31 +270,8 @@ class Producer(_Client):
             )
         self._impl = aiokafka.AIOKafkaProducer(**kwargs)
 
-    async def start(self) -> None:
-        try:
-            await self._start("start a producer", self._impl.start())
-        except BaseException:
-            self._state = ClientState.FAILED
-            await self._impl.stop()  # aiokafka leaves its connections open on a failed start
-            raise
-        self._state = ClientState.STARTED
-
-    async def stop(self) -> None:
-        if self._state is ClientState.STARTED:
-            self._state = ClientState.STOPPED
-            await self._impl.stop()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
+    def _start_action(self) -> str:
+        return "start a producer"
 
     async def send(
         self,
@@ -353,32 +365,8 @@ class Consumer(_Client):
             **connection.aiokafka_kwargs(),
         )
 
-    async def start(self) -> None:
-        what = f"read topics {', '.join(self.topics)}" if self.topics else "start a consumer"
-        try:
-            await self._start(what, self._impl.start())
-        except BaseException:
-            self._state = ClientState.FAILED
-            await self._impl.stop()
-            raise
-        self._state = ClientState.STARTED
-
-    async def stop(self) -> None:
-        if self._state is ClientState.STARTED:
-            self._state = ClientState.STOPPED
-            await self._impl.stop()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
+    def _start_action(self) -> str:
+        return f"read topics {', '.join(self.topics)}" if self.topics else "start a consumer"
 
     async def getmany(
         self, *, timeout_ms: int = 1000, max_records: int | None = None

@@ -6,7 +6,6 @@ import pytest
 
 from bus.errors import KafkaAuthenticationError, KafkaAuthorizationError
 from bus.kafka import (
-    Acl,
     AclOperation,
     Consumer,
     KafkaAdmin,
@@ -15,7 +14,7 @@ from bus.kafka import (
     ResourceType,
 )
 from tests.conftest import PrincipalFactory, TopicFactory
-from tests.support import read_count
+from tests.support import allow, read_count
 
 pytestmark = pytest.mark.integration
 
@@ -24,16 +23,7 @@ async def test_correct_scram_credentials_connect_and_produce(
     new_topic: TopicFactory, new_principal: PrincipalFactory, admin_connection: KafkaConnection
 ) -> None:
     topic = new_topic()
-    writer = new_principal(
-        lambda p: [
-            Acl(
-                principal=p,
-                resource_type=ResourceType.TOPIC,
-                resource_name=topic,
-                operation=AclOperation.WRITE,
-            )
-        ]
-    )
+    writer = new_principal(allow((ResourceType.TOPIC, topic, AclOperation.WRITE)))
 
     async with Producer(writer) as producer:
         sent = await producer.send(topic, b"hello", key=b"k")
@@ -119,16 +109,7 @@ class TestWriteOnlyPrincipal:
     @pytest.fixture
     def writer(self, topics: tuple[str, str], new_principal: PrincipalFactory) -> KafkaConnection:
         topic_a, _ = topics
-        return new_principal(
-            lambda p: [
-                Acl(
-                    principal=p,
-                    resource_type=ResourceType.TOPIC,
-                    resource_name=topic_a,
-                    operation=AclOperation.WRITE,
-                )
-            ]
-        )
+        return new_principal(allow((ResourceType.TOPIC, topic_a, AclOperation.WRITE)))
 
     async def test_can_write_topic_a(
         self, topics: tuple[str, str], writer: KafkaConnection

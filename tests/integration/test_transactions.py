@@ -22,7 +22,7 @@ from bus.kafka import (
     TopicPartition,
 )
 from tests.conftest import PrincipalFactory, TopicFactory
-from tests.support import committed_offset_eventually, read_count, read_until
+from tests.support import allow, committed_offset_eventually, read_count, read_until
 
 pytestmark = pytest.mark.integration
 
@@ -32,35 +32,12 @@ def transactional_acls(
 ) -> Callable[[str], list[Acl]]:
     """Exactly what a consume-transform-produce loop needs; no IdempotentWrite, no cluster ACL."""
 
-    def grants(principal: str) -> list[Acl]:
-        return [
-            Acl(
-                principal=principal,
-                resource_type=ResourceType.TRANSACTIONAL_ID,
-                resource_name=transactional_id,
-                operation=AclOperation.WRITE,
-            ),
-            Acl(
-                principal=principal,
-                resource_type=ResourceType.TOPIC,
-                resource_name=write_topic,
-                operation=AclOperation.WRITE,
-            ),
-            Acl(
-                principal=principal,
-                resource_type=ResourceType.GROUP,
-                resource_name=group,
-                operation=AclOperation.READ,
-            ),
-            Acl(
-                principal=principal,
-                resource_type=ResourceType.TOPIC,
-                resource_name=read_topic,
-                operation=AclOperation.READ,
-            ),
-        ]
-
-    return grants
+    return allow(
+        (ResourceType.TRANSACTIONAL_ID, transactional_id, AclOperation.WRITE),
+        (ResourceType.TOPIC, write_topic, AclOperation.WRITE),
+        (ResourceType.GROUP, group, AclOperation.READ),
+        (ResourceType.TOPIC, read_topic, AclOperation.READ),
+    )
 
 
 class TestRestrictedTransactionalProducer:
@@ -168,16 +145,7 @@ async def test_transactional_producer_without_transactional_id_acl_is_denied(
 ) -> None:
     topic = new_topic()
     txn = unique_name("txn")
-    writer = new_principal(
-        lambda p: [
-            Acl(
-                principal=p,
-                resource_type=ResourceType.TOPIC,
-                resource_name=topic,
-                operation=AclOperation.WRITE,
-            )
-        ]
-    )
+    writer = new_principal(allow((ResourceType.TOPIC, topic, AclOperation.WRITE)))
 
     with pytest.raises(KafkaAuthorizationError) as denied:
         async with Producer(writer, transactional_id=txn):
