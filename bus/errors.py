@@ -11,6 +11,14 @@ The tree::
     │   ├── BrokerStartError          the JVM exited while starting
     │   ├── BrokerStartTimeoutError   not ready in time (retriable)
     │   └── BrokerNotRunningError     stop/status found no broker
+    ├── SchemaError                   Avro schemas and their history
+    │   ├── SchemaFileError           a file in schemas/ is malformed, misnamed or dangling
+    │   ├── SchemaHistoryError        a frozen release changed, or a change is unreleased
+    │   ├── InvalidSchemaError        text that is not a valid Avro schema (HTTP 422)
+    │   └── IncompatibleSchemaError   breaks the subject's compatibility mode (HTTP 409)
+    ├── RegistryLookupError           the registry has no such subject/version/id (HTTP 404)
+    ├── CodecError                    bytes that are not a valid record on the wire; `reason`
+    ├── BulletinInvalid               semantic rules broken; `violations` lists each
     └── KafkaAccessError              talking to a broker (bus.kafka)
         ├── KafkaAuthenticationError  SASL credentials refused
         ├── KafkaAuthorizationError   an ACL denied the operation
@@ -27,12 +35,18 @@ ever contains a password: credentials are held in ``pydantic.SecretStr``.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "BrokerError",
     "BrokerNotRunningError",
     "BrokerStartError",
     "BrokerStartTimeoutError",
+    "BulletinInvalid",
+    "CodecError",
     "ConfigError",
+    "IncompatibleSchemaError",
+    "InvalidSchemaError",
     "JarResolutionError",
     "JavaNotFoundError",
     "KafkaAccessError",
@@ -43,6 +57,10 @@ __all__ = [
     "LiaisonError",
     "PortInUseError",
     "ProducerFencedError",
+    "RegistryLookupError",
+    "SchemaError",
+    "SchemaFileError",
+    "SchemaHistoryError",
     "TopicExistsError",
 ]
 
@@ -97,6 +115,57 @@ class BrokerStartTimeoutError(BrokerError):
 
 class BrokerNotRunningError(BrokerError):
     """No broker is running for the given data directory."""
+
+
+class SchemaError(LiaisonError):
+    """Something is wrong with an Avro schema or its history."""
+
+
+class SchemaFileError(SchemaError):
+    """A schema file is malformed, misnamed, or refers to a type that has no file."""
+
+
+class SchemaHistoryError(SchemaError):
+    """A released (frozen) schema changed, or the current schema differs from the last release."""
+
+
+class InvalidSchemaError(SchemaError):
+    """The text is not a valid Avro schema."""
+
+
+class IncompatibleSchemaError(SchemaError):
+    """The schema breaks the subject's compatibility mode; the message says which rule."""
+
+
+class RegistryLookupError(LiaisonError):
+    """The registry has no such subject, version or schema id.
+
+    ``error_code`` is Confluent's: 40401 subject, 40402 version, 40403 schema.
+    """
+
+    def __init__(self, message: str, *, error_code: int) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+
+
+class CodecError(LiaisonError):
+    """Bytes that cannot be decoded (or a record that cannot be encoded).
+
+    ``reason`` is a machine-readable :class:`bus.codec.CodecReason`; it becomes the
+    dead-letter reason. Messages never quote payload values.
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class BulletinInvalid(LiaisonError):  # noqa: N818 - reads as a verdict, like ValidationError
+    """A bulletin breaks one or more semantic rules; ``violations`` lists each one."""
+
+    def __init__(self, message: str, *, violations: list[Any]) -> None:
+        super().__init__(message)
+        self.violations = violations
 
 
 class KafkaAccessError(LiaisonError):
