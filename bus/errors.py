@@ -35,8 +35,6 @@ ever contains a password: credentials are held in ``pydantic.SecretStr``.
 
 from __future__ import annotations
 
-from typing import Any
-
 __all__ = [
     "BrokerError",
     "BrokerNotRunningError",
@@ -163,7 +161,7 @@ class CodecError(LiaisonError):
 class BulletinInvalid(LiaisonError):  # noqa: N818 - reads as a verdict, like ValidationError
     """A bulletin breaks one or more semantic rules; ``violations`` lists each one."""
 
-    def __init__(self, message: str, *, violations: list[Any]) -> None:
+    def __init__(self, message: str, *, violations: list[object]) -> None:
         super().__init__(message)
         self.violations = violations
 
