@@ -35,6 +35,8 @@ ever contains a password: credentials are held in ``pydantic.SecretStr``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence as _Sequence
+
 __all__ = [
     "BrokerError",
     "BrokerNotRunningError",
@@ -161,9 +163,9 @@ class CodecError(LiaisonError):
 class BulletinInvalid(LiaisonError):  # noqa: N818 - reads as a verdict, like ValidationError
     """A bulletin breaks one or more semantic rules; ``violations`` lists each one."""
 
-    def __init__(self, message: str, *, violations: list[object]) -> None:
+    def __init__(self, message: str, *, violations: _Sequence[object]) -> None:
         super().__init__(message)
-        self.violations = violations
+        self.violations = list(violations)
 
 
 class KafkaAccessError(LiaisonError):
