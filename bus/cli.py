@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import signal
 import sys
 import time
@@ -10,13 +12,21 @@ from types import FrameType
 from typing import Annotated
 
 import typer
+from pydantic import SecretStr
 from rich.console import Console
 
 from bus.broker import KAFKA_VERSION, Broker, BrokerConfig, cache_root, kafka_libs
 from bus.broker._compose import render_compose
 from bus.broker._launcher import read_state
 from bus.errors import LiaisonError
-from bus.kafka import KafkaAdmin
+from bus.kafka import KafkaAdmin, KafkaConnection
+from bus.registry import (
+    DEFAULT_TOPIC,
+    KafkaRegistryStore,
+    SchemaRegistry,
+    create_kafka_registry_app,
+)
+from bus.schemas import BULLETIN, SchemaCatalog, check_history, release, releases
 
 app = typer.Typer(
     name="liaison",
@@ -28,6 +38,12 @@ broker_app = typer.Typer(
     help="Run a local, secured, single-node Apache Kafka broker.", no_args_is_help=True
 )
 app.add_typer(broker_app, name="broker")
+schemas_app = typer.Typer(help="Bulletin schemas: check, release, register.", no_args_is_help=True)
+app.add_typer(schemas_app, name="schemas")
+registry_app = typer.Typer(
+    help="The schema registry (Confluent-compatible REST API).", no_args_is_help=True
+)
+app.add_typer(registry_app, name="registry")
 
 out = Console()
 err = Console(stderr=True)
@@ -160,6 +176,100 @@ def broker_compose(
 def broker_cache() -> None:
     """Print where downloaded jars are cached."""
     out.print(str(cache_root()))
+
+
+SchemaDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--schemas",
+        help="Schema directory (default: the repository's schemas/).",
+        envvar="LIAISON_SCHEMAS_DIR",
+    ),
+]
+
+
+def _connection(data_dir: Path) -> KafkaConnection:
+    """Kafka credentials: LIAISON_KAFKA_* variables, else the local broker in data_dir."""
+    bootstrap = os.environ.get("LIAISON_KAFKA_BOOTSTRAP")
+    if bootstrap:
+        return KafkaConnection(
+            bootstrap_servers=bootstrap,
+            username=os.environ.get("LIAISON_KAFKA_USERNAME", "admin"),
+            password=SecretStr(os.environ.get("LIAISON_KAFKA_PASSWORD", "")),
+        )
+    return Broker.detached_connection(data_dir.resolve())
+
+
+@schemas_app.command("check")
+def schemas_check(schemas: SchemaDir = None) -> None:
+    """Verify the frozen history and that the schema files match the latest release."""
+    try:
+        catalog = SchemaCatalog.load(schemas)
+        current = check_history(catalog)
+    except LiaisonError as exc:
+        raise _fail(exc) from exc
+    kinds = ", ".join(sorted(catalog.kinds()))
+    out.print(f"{BULLETIN} v{current.version} is released and current; kinds: {kinds}")
+
+
+@schemas_app.command("release")
+def schemas_release(schemas: SchemaDir = None) -> None:
+    """Freeze the current schema files as the next version, after a compatibility check."""
+    try:
+        catalog = SchemaCatalog.load(schemas)
+        before = len(releases(catalog))
+        current = release(catalog)
+    except LiaisonError as exc:
+        raise _fail(exc) from exc
+    if current.version == before:
+        out.print(f"{BULLETIN} v{current.version} is already released; nothing to do")
+    else:
+        out.print(f"released {BULLETIN} v{current.version}")
+
+
+@schemas_app.command("register")
+def schemas_register(
+    schemas: SchemaDir = None,
+    data_dir: DataDir = _DEFAULT_DATA_DIR,
+    topic: Annotated[str, typer.Option(help="The registry's topic.")] = DEFAULT_TOPIC,
+) -> None:
+    """Register every released bulletin schema version, in order (idempotent)."""
+
+    async def register_all(catalog: SchemaCatalog) -> list[str]:
+        lines = []
+        async with KafkaRegistryStore(_connection(data_dir), topic=topic) as store:
+            registry = SchemaRegistry(store)
+            for rel in releases(catalog):
+                v = await registry.register(BULLETIN, rel.text)
+                lines.append(
+                    f"{BULLETIN} release v{rel.version}: "
+                    f"subject version {v.version}, id {v.schema_id}"
+                )
+        return lines
+
+    try:
+        catalog = SchemaCatalog.load(schemas)
+        check_history(catalog)
+        for line in asyncio.run(register_all(catalog)):
+            out.print(line, highlight=False)
+    except LiaisonError as exc:
+        raise _fail(exc) from exc
+
+
+@registry_app.command("serve")
+def registry_serve(
+    data_dir: DataDir = _DEFAULT_DATA_DIR,
+    port: Annotated[int, typer.Option(help="HTTP port on 127.0.0.1.")] = 8081,
+    topic: Annotated[str, typer.Option(help="The registry's topic.")] = DEFAULT_TOPIC,
+) -> None:
+    """Serve the registry's REST API on 127.0.0.1 until Ctrl-C."""
+    import uvicorn
+
+    try:
+        app_ = create_kafka_registry_app(_connection(data_dir), topic=topic)
+    except LiaisonError as exc:
+        raise _fail(exc) from exc
+    uvicorn.run(app_, host="127.0.0.1", port=port, log_level="info")
 
 
 def main() -> None:  # pragma: no cover - console entry point

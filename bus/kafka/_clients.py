@@ -391,6 +391,35 @@ class Consumer(_Client):
             for msg in msgs
         ]
 
+    def assign(self, partitions: Sequence[TopicPartition]) -> None:
+        """Read exactly these partitions, without a group (build the consumer without topics)."""
+        self._require_started()
+        self._impl.assign([_AkTopicPartition(tp.topic, tp.partition) for tp in partitions])
+
+    async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
+        self._require_started()
+        await self._call(
+            "seek to the beginning",
+            self._impl.seek_to_beginning(*(_AkTopicPartition(t, p) for t, p in partitions)),
+        )
+
+    async def end_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        """The offset after the last readable record (the last stable one under read_committed)."""
+        self._require_started()
+        result = await self._call(
+            f"read end offsets of {', '.join(sorted({tp.topic for tp in partitions}))}",
+            self._impl.end_offsets([_AkTopicPartition(t, p) for t, p in partitions]),
+        )
+        return {TopicPartition(tp.topic, tp.partition): int(off) for tp, off in result.items()}
+
+    async def position(self, tp: TopicPartition) -> int:
+        """The offset of the next record this consumer will read from ``tp``."""
+        self._require_started()
+        result = await self._call(
+            f"read the position on {tp.topic}", self._impl.position(_AkTopicPartition(*tp))
+        )
+        return int(result)
+
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         """Commit ``offsets`` (the next offset to read) for this consumer's group."""
         self._require_started()

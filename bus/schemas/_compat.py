@@ -70,11 +70,11 @@ def _problems(reader: avro.schema.Schema, writer: avro.schema.Schema, label: str
     result = _checker().get_compatibility(reader, writer)
     if result.compatibility is SchemaCompatibilityType.compatible:
         return []
-    details = "; ".join(
-        f"{message} at {location}"
-        for message, location in zip(result.messages, result.locations, strict=False)
-    )
-    return [f"{label}: {details or 'incompatible'}"]
+    kinds = ", ".join(sorted({i.value.replace("_", " ") for i in result.incompatibilities}))
+    # messages and locations are unordered sets in avro 1.12: report them side by side.
+    details = f"{kinds or 'incompatible'}: {', '.join(sorted(result.messages))}"
+    details += f" (at {', '.join(sorted(result.locations))})"
+    return [f"{label}: {details}"]
 
 
 def incompatibilities(new: str, existing: Sequence[str], mode: CompatibilityMode) -> list[str]:

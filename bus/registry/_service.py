@@ -1,0 +1,214 @@
+"""The registry service and where it keeps its records.
+
+:class:`KafkaRegistryStore` keeps them in a compacted topic (default
+``liaison.schemas``) and rebuilds its state by reading the topic from the start;
+:class:`MemoryRegistryStore` keeps them in a list, for tests of the pure logic and the
+HTTP layer. :class:`SchemaRegistry` plans each change on the current state, appends it,
+and returns only once the store has read its own write back.
+
+One registry process writes at a time (the admin API): ids are allocated from the
+state it has read. Should two writers race, the fold keeps the first record for an id
+or a subject version and ignores the later one, and the loser's ``register`` fails
+loudly rather than returning an id it does not own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Protocol
+
+from bus.errors import KafkaAccessError, LiaisonError, TopicExistsError
+from bus.kafka import Consumer, KafkaAdmin, KafkaConnection, Producer, TopicPartition, TopicSpec
+from bus.registry._state import RegistryRecord, RegistryState, SchemaVersion
+from bus.schemas._compat import CompatibilityMode
+
+__all__ = [
+    "DEFAULT_TOPIC",
+    "KafkaRegistryStore",
+    "MemoryRegistryStore",
+    "RegistryStore",
+    "SchemaRegistry",
+]
+
+DEFAULT_TOPIC = "liaison.schemas"
+
+
+class RegistryStore(Protocol):
+    """Where registry records live.
+
+    Guarantee: when ``append`` returns, ``state`` includes the appended record and every
+    record written before it.
+    """
+
+    @property
+    def state(self) -> RegistryState: ...
+
+    async def append(self, record: RegistryRecord) -> None: ...
+
+
+class MemoryRegistryStore:
+    """Records in memory: the same fold, no broker."""
+
+    def __init__(self) -> None:
+        self._state = RegistryState()
+        self.records: list[RegistryRecord] = []
+
+    @property
+    def state(self) -> RegistryState:
+        return self._state
+
+    async def append(self, record: RegistryRecord) -> None:
+        self.records.append(record)
+        self._state.apply(record)
+
+
+class KafkaRegistryStore:
+    """Records in a compacted Kafka topic, read from the start on ``start()`` and tailed."""
+
+    def __init__(
+        self,
+        connection: KafkaConnection,
+        *,
+        topic: str = DEFAULT_TOPIC,
+        read_timeout_s: float = 30.0,
+    ) -> None:
+        self._connection = connection
+        self.topic = topic
+        self._tp = TopicPartition(topic, 0)
+        self._read_timeout_s = read_timeout_s
+        self._state = RegistryState()
+        self._position = 0
+        self._caught_up = asyncio.Condition()
+        self._consumer = Consumer(connection)
+        self._producer = Producer(connection, linger_ms=0)
+        self._tail: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None
+
+    @property
+    def state(self) -> RegistryState:
+        return self._state
+
+    async def start(self) -> None:
+        """Create the topic if missing, read it to the end, then keep tailing it."""
+        await asyncio.to_thread(self._ensure_topic)
+        await self._consumer.start()
+        try:
+            self._consumer.assign([self._tp])
+            await self._consumer.seek_to_beginning(self._tp)
+            end = (await self._consumer.end_offsets([self._tp]))[self._tp]
+            while self._position < end:
+                await self._read_batch()
+            await self._producer.start()
+        except BaseException:
+            await self._consumer.stop()
+            raise
+        self._tail = asyncio.create_task(self._tail_forever(), name=f"tail {self.topic}")
+
+    def _ensure_topic(self) -> None:
+        with KafkaAdmin(self._connection) as admin:
+            if self.topic in admin.list_topics():
+                return
+            spec = TopicSpec(
+                self.topic,
+                partitions=1,
+                config={"cleanup.policy": "compact", "min.compaction.lag.ms": "0"},
+            )
+            with contextlib.suppress(TopicExistsError):  # another instance created it first
+                admin.create_topics([spec])
+
+    async def stop(self) -> None:
+        if self._tail is not None:
+            self._tail.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tail
+            self._tail = None
+        await self._producer.stop()
+        await self._consumer.stop()
+
+    async def __aenter__(self) -> KafkaRegistryStore:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def _read_batch(self) -> None:
+        for record in await self._consumer.getmany(timeout_ms=500):
+            self._state.apply(RegistryRecord.from_bytes(record.key, record.value))
+            self._position = record.offset + 1
+        # Transaction markers and compacted gaps advance the position without records.
+        self._position = max(self._position, await self._consumer.position(self._tp))
+        async with self._caught_up:
+            self._caught_up.notify_all()
+
+    async def _tail_forever(self) -> None:
+        try:
+            while True:
+                await self._read_batch()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - kept and re-raised to writers
+            self._failure = exc
+            async with self._caught_up:
+                self._caught_up.notify_all()
+
+    async def append(self, record: RegistryRecord) -> None:
+        if self._failure is not None:
+            raise KafkaAccessError(
+                f"the registry stopped reading {self.topic}: {self._failure}"
+            ) from self._failure
+        written = await self._producer.send(
+            self.topic, record.value_bytes(), key=record.key_bytes()
+        )
+
+        def applied() -> bool:
+            return self._failure is not None or self._position > written.offset
+
+        async with self._caught_up:
+            try:
+                await asyncio.wait_for(self._caught_up.wait_for(applied), self._read_timeout_s)
+            except TimeoutError as exc:
+                raise KafkaAccessError(
+                    f"wrote offset {written.offset} to {self.topic} but did not read it back "
+                    f"within {self._read_timeout_s}s; retry"
+                ) from exc
+        if self._failure is not None:
+            raise KafkaAccessError(f"the registry stopped reading {self.topic}") from self._failure
+
+
+class SchemaRegistry:
+    """Registers schemas and compatibility settings through a :class:`RegistryStore`."""
+
+    def __init__(self, store: RegistryStore) -> None:
+        self._store = store
+        self._lock = asyncio.Lock()
+
+    @property
+    def state(self) -> RegistryState:
+        return self._store.state
+
+    async def register(self, subject: str, schema: str) -> SchemaVersion:
+        """Register ``schema`` under ``subject``; identical schemas keep their id."""
+        async with self._lock:
+            planned, new = self.state.plan_registration(subject, schema)
+            if not new:
+                return planned
+            await self._store.append(RegistryRecord.schema(planned))
+            stored = self.state.lookup(subject, schema)
+            if stored.schema_id != planned.schema_id or stored.version != planned.version:
+                raise LiaisonError(
+                    f"another registry writer took id {planned.schema_id} or version "
+                    f"{planned.version} of '{subject}' first; only one writer may run"
+                )
+            return stored
+
+    async def set_mode(self, subject: str | None, mode: CompatibilityMode) -> None:
+        """Set the compatibility mode of ``subject``, or the global one for ``None``."""
+        async with self._lock:
+            await self._store.append(RegistryRecord.config(subject, mode))
+
+    async def clear_mode(self, subject: str) -> None:
+        """Remove the subject's own mode; it falls back to the global one."""
+        async with self._lock:
+            await self._store.append(RegistryRecord.config(subject, None))
