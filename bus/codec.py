@@ -164,6 +164,14 @@ class WireCodec:
                     CodecReason.SCHEMA_MISMATCH,
                     f"reader schema cannot read data written with schema {schema_id}: {exc}",
                 ) from exc
+            if body.tell() >= size:
+                # Input ran out mid-value (fastavro's C reader raises IndexError inside a
+                # varint, not EOFError): the record is cut short.
+                raise _fail(
+                    CodecReason.TRUNCATED,
+                    f"record ends early: {size} bytes do not hold a complete record of "
+                    f"schema {schema_id}",
+                ) from exc
             raise _fail(
                 CodecReason.MALFORMED,
                 f"bytes do not decode under schema {schema_id} ({type(exc).__name__} near "

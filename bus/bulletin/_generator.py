@@ -60,7 +60,7 @@ FICTIONAL_REGION = (-48.5, -46.5, -32.0, -28.0)
 Atlantic, where no real town lies."""
 
 _POINT = "liaison.bulletin.Point"
-_MAX_DEPTH = 8
+_MAX_DEPTH = 6
 _HISTORY = 1000
 _AGENCY = re.compile(AGENCY_ID_PATTERN)
 
@@ -221,35 +221,38 @@ class BulletinGenerator:
         return bulletin
 
     def stream(self, n: int, kind: str | None = None) -> Iterator[Bulletin]:
-        """The next ``n`` bulletins."""
+        """The next ``n`` bulletins, generated as they are consumed."""
         if n < 0:
             raise ValueError(f"n={n} is negative")
-        for _ in range(n):
-            yield self.bulletin(kind)
+        if kind is not None and kind not in self.schema.kinds:
+            raise ValueError(f"unknown kind {kind!r}; known kinds: {', '.join(self._kinds)}")
+        return (self.bulletin(kind) for _ in range(n))
 
     # -- envelope --------------------------------------------------------------------
 
     def _lineage(self, kind: str | None) -> tuple[MsgType, list[Reference], str, str]:
         """NEW from a random agency, or an UPDATE/CANCEL of an earlier bulletin by its source."""
         rng = self._rng
-        earlier = [h for h in self._history if kind is None or h.kind == kind]
-        if earlier and rng.random() < self.follow_up_probability:
-            target = rng.choice(earlier)
-            msg_type = MsgType.UPDATE if rng.random() < 0.75 else MsgType.CANCEL
-            targets = [target]
-            siblings = [
-                h
-                for h in earlier
-                if h.source_agency == target.source_agency
-                and h.kind == target.kind
-                and h.bulletin_id != target.bulletin_id
-            ]
-            if siblings and rng.random() < 0.2:
-                targets.append(rng.choice(siblings))
-            references = [
-                Reference(bulletin_id=t.bulletin_id, issued_at=t.issued_at) for t in targets
-            ]
-            return msg_type, references, target.source_agency, target.kind
+        if self._history and rng.random() < self.follow_up_probability:
+            earlier = [h for h in self._history if kind is None or h.kind == kind]
+            if earlier:
+                target = rng.choice(earlier)
+                msg_type = MsgType.UPDATE if rng.random() < 0.75 else MsgType.CANCEL
+                targets = [target]
+                if rng.random() < 0.2:
+                    siblings = [
+                        h
+                        for h in earlier
+                        if h.source_agency == target.source_agency
+                        and h.kind == target.kind
+                        and h.bulletin_id != target.bulletin_id
+                    ]
+                    if siblings:
+                        targets.append(rng.choice(siblings))
+                references = [
+                    Reference(bulletin_id=t.bulletin_id, issued_at=t.issued_at) for t in targets
+                ]
+                return msg_type, references, target.source_agency, target.kind
         chosen = kind if kind is not None else rng.choice(self._kinds)
         return MsgType.NEW, [], rng.choice(self.agencies), chosen
 

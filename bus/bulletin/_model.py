@@ -96,8 +96,10 @@ class Point(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
+    lat: float
+    """Latitude; the rule ``coordinate_range`` checks [-90, 90]."""
+    lon: float
+    """Longitude; the rule ``coordinate_range`` checks [-180, 180]."""
 
 
 class Area(BaseModel):

@@ -168,7 +168,7 @@ class BulletinSchema:
         if body_schema is None:
             found.append(self._unknown_kind(bulletin.kind))
             return found
-        found.extend(self._body_schema(bulletin.body, body_schema))
+        found.extend(self._body_schema(bulletin.body, body_schema, self.kinds[bulletin.kind]))
         found.extend(self._limits(bulletin))
         return found
 
@@ -232,6 +232,10 @@ class BulletinSchema:
                     Rule.RECIPIENT_ID,
                     f"not an agency id (pattern {AGENCY_ID_PATTERN})",
                 )
+        if b.area is not None and b.area.point is not None:
+            yield from _point_range(b.area.point.model_dump(), "area.point")
+        for i, corner in enumerate(b.area.polygon or () if b.area is not None else ()):
+            yield from _point_range(corner.model_dump(), f"area.polygon.{i}")
         if b.area is not None and b.area.polygon is not None:
             ring = b.area.polygon
             if len(ring) < 4 or ring[0] != ring[-1]:
@@ -242,14 +246,15 @@ class BulletinSchema:
                     "a polygon needs at least 4 points and must end where it starts",
                 )
 
-    def _body_schema(self, body: dict[str, Any], schema: Any) -> Iterator[Violation]:
+    def _body_schema(self, body: dict[str, Any], schema: Any, full: str) -> Iterator[Violation]:
         try:
             validate(body, schema, raise_errors=True)
         except AvroValidationError as exc:
             for err in exc.errors:
-                field = getattr(err, "field", None) or "(body)"
+                # fastavro names a field by its record's full name: turn it into a path.
+                field = str(getattr(err, "field", None) or "").removeprefix(f"{full}.")
                 yield Violation(
-                    f"body.{field}".replace("body.(body)", "body"),
+                    f"body.{field}" if field else "body",
                     _show(getattr(err, "datum", None)),
                     Rule.BODY_SCHEMA,
                     "does not fit the kind's schema",
@@ -296,6 +301,13 @@ class BulletinSchema:
         if schema is None or schema.get("type") != "record" or not isinstance(value, dict):
             return
         ns = type_name.rpartition(".")[0]
+        for unknown in sorted(set(value) - {f["name"] for f in schema["fields"]}):
+            yield Violation(
+                f"{path}.{unknown}",
+                _show(value[unknown]),
+                Rule.BODY_SCHEMA,
+                f"{type_name} has no such field; it would be dropped on encoding",
+            )
         for f in schema["fields"]:
             yield from self._walk_field(value.get(f["name"]), f["type"], ns, f"{path}.{f['name']}")
 

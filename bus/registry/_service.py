@@ -80,8 +80,8 @@ class KafkaRegistryStore:
         self._state = RegistryState()
         self._position = 0
         self._caught_up = asyncio.Condition()
-        self._consumer = Consumer(connection)
-        self._producer = Producer(connection, linger_ms=0)
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
         self._tail: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
 
@@ -92,16 +92,19 @@ class KafkaRegistryStore:
     async def start(self) -> None:
         """Create the topic if missing, read it to the end, then keep tailing it."""
         await asyncio.to_thread(self._ensure_topic)
-        await self._consumer.start()
+        # aiokafka clients bind to the running loop, so they are made here, not in __init__.
+        consumer = self._consumer = Consumer(self._connection)
+        await consumer.start()
         try:
-            self._consumer.assign([self._tp])
-            await self._consumer.seek_to_beginning(self._tp)
-            end = (await self._consumer.end_offsets([self._tp]))[self._tp]
+            consumer.assign([self._tp])
+            await consumer.seek_to_beginning(self._tp)
+            end = (await consumer.end_offsets([self._tp]))[self._tp]
             while self._position < end:
                 await self._read_batch()
+            self._producer = Producer(self._connection, linger_ms=0)
             await self._producer.start()
         except BaseException:
-            await self._consumer.stop()
+            await consumer.stop()
             raise
         self._tail = asyncio.create_task(self._tail_forever(), name=f"tail {self.topic}")
 
@@ -123,8 +126,10 @@ class KafkaRegistryStore:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._tail
             self._tail = None
-        await self._producer.stop()
-        await self._consumer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+        if self._consumer is not None:
+            await self._consumer.stop()
 
     async def __aenter__(self) -> KafkaRegistryStore:
         await self.start()
@@ -134,6 +139,7 @@ class KafkaRegistryStore:
         await self.stop()
 
     async def _read_batch(self) -> None:
+        assert self._consumer is not None
         for record in await self._consumer.getmany(timeout_ms=500):
             self._state.apply(RegistryRecord.from_bytes(record.key, record.value))
             self._position = record.offset + 1
@@ -158,6 +164,8 @@ class KafkaRegistryStore:
             raise KafkaAccessError(
                 f"the registry stopped reading {self.topic}: {self._failure}"
             ) from self._failure
+        if self._producer is None:
+            raise KafkaAccessError(f"the registry store for {self.topic} is not started")
         written = await self._producer.send(
             self.topic, record.value_bytes(), key=record.key_bytes()
         )

@@ -67,8 +67,9 @@ def releases(catalog: SchemaCatalog, name: str = BULLETIN) -> list[Release]:
             raise SchemaHistoryError(
                 f"{name} releases skip from v{expected_version - 1} to v{version}"
             )
-        text = path.read_text()
-        digest = _sha256(text)
+        raw = path.read_bytes()
+        digest = hashlib.sha256(raw).hexdigest()  # the bytes, not decoded text: CRLF counts
+        text = raw.decode()
         if digest != lock[path.stem]:
             raise SchemaHistoryError(
                 f"released schema {name} v{version} ({path}) changed: sha256 {digest} but "
