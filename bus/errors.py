@@ -19,6 +19,7 @@ The tree::
     ├── RegistryLookupError           the registry has no such subject/version/id (HTTP 404)
     ├── CodecError                    bytes that are not a valid record on the wire; `reason`
     ├── BulletinInvalid               semantic rules broken; `violations` lists each
+    ├── PolicyError                   a sharing policy is invalid; `problems` lists each
     └── KafkaAccessError              talking to a broker (bus.kafka)
         ├── KafkaAuthenticationError  SASL credentials refused
         ├── KafkaAuthorizationError   an ACL denied the operation
@@ -55,6 +56,7 @@ __all__ = [
     "KafkaOperationError",
     "KafkaUnavailableError",
     "LiaisonError",
+    "PolicyError",
     "PortInUseError",
     "ProducerFencedError",
     "RegistryLookupError",
@@ -166,6 +168,17 @@ class BulletinInvalid(LiaisonError):  # noqa: N818 - reads as a verdict, like Va
     def __init__(self, message: str, *, violations: _Sequence[object]) -> None:
         super().__init__(message)
         self.violations = list(violations)
+
+
+class PolicyError(LiaisonError):
+    """A sharing policy is malformed or does not fit the schemas.
+
+    ``problems`` lists each one, naming the rule and the field and saying what to do.
+    """
+
+    def __init__(self, message: str, *, problems: _Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.problems = list(problems) or [message]
 
 
 class KafkaAccessError(LiaisonError):

@@ -76,6 +76,10 @@ class FieldInfo:
     """True when ``null`` is in the field's type, so redaction can remove the value."""
     tags: frozenset[str]
     doc: str
+    shape: str = "unknown"
+    """The non-null type in brief: ``string``, ``int``, ``long``, ``double``, ``boolean``,
+    ``timestamp``, ``enum``, ``point`` (a liaison.bulletin.Point), ``record``,
+    ``array<...>`` or ``union``; redaction actions are checked against it."""
 
 
 @dataclass
@@ -157,16 +161,41 @@ class SchemaCatalog:
             branches = f["type"] if isinstance(f["type"], list) else [f["type"]]
             if body is not None and record == BULLETIN and f["name"] == "body":
                 branches = [body]
+            concrete = [b for b in branches if b != "null"]
             yield FieldInfo(
                 path=path,
                 record=record,
                 optional="null" in branches,
                 tags=frozenset(f.get("liaison.tags", ())),
                 doc=str(f.get("doc", "")),
+                shape=_shape(concrete[0], ns, self.types) if len(concrete) == 1 else "union",
             )
             for branch in branches:
                 for target in _record_targets(branch, ns, self.types):
                     yield from self._walk(target, f"{path}.", (*seen, record))
+
+
+POINT = "liaison.bulletin.Point"
+
+
+def _shape(schema: Any, ns: str | None, types: Mapping[str, Any]) -> str:
+    if isinstance(schema, str):
+        if schema in PRIMITIVES:
+            return schema
+        full = _qualify(schema, ns)
+        named = types.get(full, {})
+        if named.get("type") == "record":
+            return "point" if full == POINT else "record"
+        return str(named.get("type", "unknown"))
+    if isinstance(schema, dict):
+        if schema.get("logicalType") in ("timestamp-millis", "timestamp-micros"):
+            return "timestamp"
+        if schema.get("type") == "array":
+            return f"array<{_shape(schema['items'], ns, types)}>"
+        if schema.get("type") in _NAMED:
+            return "point" if _fullname(schema, ns) == POINT else str(schema["type"])
+        return _shape(schema.get("type"), ns, types)
+    return "union"
 
 
 def _qualify(ref: str, ns: str | None) -> str:
