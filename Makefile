@@ -3,6 +3,7 @@
 #   make test    venv + packages + Kafka jars, then ruff, mypy --strict and the whole pytest suite
 #   make demo    (arrives with the admin API; until then it says so)
 #   make broker  a local secured broker in the foreground (Ctrl-C stops it)
+#   make policy-proof  the policy engine's proofs at 10,000 hypothesis examples
 
 SHELL      := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -11,7 +12,7 @@ VENV       ?= .venv
 BIN        := $(VENV)/bin
 STAMP      := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit integration demo broker tools jars clean
+.PHONY: test lint typecheck unit integration policy-proof demo broker tools jars clean
 
 test: $(STAMP) jars lint typecheck
 	$(BIN)/pytest
@@ -28,6 +29,13 @@ unit: $(STAMP)
 
 integration: $(STAMP) jars
 	$(BIN)/pytest tests/integration tests/e2e
+
+# The policy engine's property, canary and differential tests at 10,000 examples each
+# (the default suite runs them at 100).
+policy-proof: $(STAMP)
+	HYPOTHESIS_PROFILE=proof $(BIN)/pytest -p no:cacheprovider --timeout=0 \
+		tests/unit/test_policy_properties.py tests/unit/test_policy_canary.py \
+		tests/unit/test_policy_differential.py
 
 # Java 17+ and Maven run the broker and fetch its jars. Install them if missing and we can.
 tools:

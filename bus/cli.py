@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import secrets
 import signal
 import sys
 import time
@@ -12,21 +14,30 @@ from types import FrameType
 from typing import Annotated
 
 import typer
-from pydantic import SecretStr
+from pydantic import SecretBytes, SecretStr
 from rich.console import Console
 
 from bus.broker import KAFKA_VERSION, Broker, BrokerConfig, cache_root, kafka_libs
 from bus.broker._compose import render_compose
 from bus.broker._launcher import read_state
+from bus.bulletin import BulletinGenerator, BulletinSchema
 from bus.errors import LiaisonError
 from bus.kafka import KafkaAdmin, KafkaConnection
+from bus.policy import (
+    CompiledPolicy,
+    RedactionKeys,
+    compile_policy,
+    diff,
+    dry_run,
+    load_policy,
+)
 from bus.registry import (
     DEFAULT_TOPIC,
     KafkaRegistryStore,
     SchemaRegistry,
     create_kafka_registry_app,
 )
-from bus.schemas import BULLETIN, SchemaCatalog, check_history, release, releases
+from bus.schemas import ROOTS, SchemaCatalog, check_history, release, releases
 
 app = typer.Typer(
     name="liaison",
@@ -40,6 +51,8 @@ broker_app = typer.Typer(
 app.add_typer(broker_app, name="broker")
 schemas_app = typer.Typer(help="Bulletin schemas: check, release, register.", no_args_is_help=True)
 app.add_typer(schemas_app, name="schemas")
+policy_app = typer.Typer(help="Sharing policies: check, dry-run, diff.", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
 registry_app = typer.Typer(
     help="The schema registry (Confluent-compatible REST API).", no_args_is_help=True
 )
@@ -202,29 +215,31 @@ def _connection(data_dir: Path) -> KafkaConnection:
 
 @schemas_app.command("check")
 def schemas_check(schemas: SchemaDir = None) -> None:
-    """Verify the frozen history and that the schema files match the latest release."""
+    """Verify the frozen history and that the schema files match the latest releases."""
     try:
         catalog = SchemaCatalog.load(schemas)
-        current = check_history(catalog)
+        current = [check_history(catalog, root) for root in ROOTS]
     except LiaisonError as exc:
         raise _fail(exc) from exc
-    kinds = ", ".join(sorted(catalog.kinds()))
-    out.print(f"{BULLETIN} v{current.version} is released and current; kinds: {kinds}")
+    for rel in current:
+        out.print(f"{rel.name} v{rel.version} is released and current")
+    out.print(f"kinds: {', '.join(sorted(catalog.kinds()))}")
 
 
 @schemas_app.command("release")
 def schemas_release(schemas: SchemaDir = None) -> None:
-    """Freeze the current schema files as the next version, after a compatibility check."""
+    """Freeze changed schemas as their next versions, after a compatibility check."""
     try:
         catalog = SchemaCatalog.load(schemas)
-        before = len(releases(catalog))
-        current = release(catalog)
+        for root in ROOTS:
+            before = len(releases(catalog, root))
+            current = release(catalog, root)
+            if current.version == before:
+                out.print(f"{root} v{current.version} is already released; nothing to do")
+            else:
+                out.print(f"released {root} v{current.version}")
     except LiaisonError as exc:
         raise _fail(exc) from exc
-    if current.version == before:
-        out.print(f"{BULLETIN} v{current.version} is already released; nothing to do")
-    else:
-        out.print(f"released {BULLETIN} v{current.version}")
 
 
 @schemas_app.command("register")
@@ -233,23 +248,28 @@ def schemas_register(
     data_dir: DataDir = _DEFAULT_DATA_DIR,
     topic: Annotated[str, typer.Option(help="The registry's topic.")] = DEFAULT_TOPIC,
 ) -> None:
-    """Register every released bulletin schema version, in order (idempotent)."""
+    """Register every released version of each schema, in order (idempotent).
+
+    Subjects are the records' full names (Confluent's RecordNameStrategy).
+    """
 
     async def register_all(catalog: SchemaCatalog) -> list[str]:
         lines = []
         async with KafkaRegistryStore(_connection(data_dir), topic=topic) as store:
             registry = SchemaRegistry(store)
-            for rel in releases(catalog):
-                v = await registry.register(BULLETIN, rel.text)
-                lines.append(
-                    f"{BULLETIN} release v{rel.version}: "
-                    f"subject version {v.version}, id {v.schema_id}"
-                )
+            for root in ROOTS:
+                for rel in releases(catalog, root):
+                    v = await registry.register(root, rel.text)
+                    lines.append(
+                        f"{root} release v{rel.version}: "
+                        f"subject version {v.version}, id {v.schema_id}"
+                    )
         return lines
 
     try:
         catalog = SchemaCatalog.load(schemas)
-        check_history(catalog)
+        for root in ROOTS:
+            check_history(catalog, root)
         for line in asyncio.run(register_all(catalog)):
             out.print(line, highlight=False)
     except LiaisonError as exc:
@@ -270,6 +290,109 @@ def registry_serve(
     except LiaisonError as exc:
         raise _fail(exc) from exc
     uvicorn.run(app_, host="127.0.0.1", port=port, log_level="info")
+
+
+def _keys() -> RedactionKeys:
+    """Pseudonym key from LIAISON_PSEUDONYM_KEY (hex), else a random one for this run."""
+    raw = os.environ.get("LIAISON_PSEUDONYM_KEY")
+    if raw:
+        try:
+            return RedactionKeys(master=SecretBytes(bytes.fromhex(raw)))
+        except ValueError as exc:
+            raise typer.BadParameter(
+                "LIAISON_PSEUDONYM_KEY must be hex (for example from `openssl rand -hex 32`)"
+            ) from exc
+    err.print("LIAISON_PSEUDONYM_KEY is unset: pseudonyms use a random key for this run only")
+    return RedactionKeys(master=SecretBytes(secrets.token_bytes(32)))
+
+
+def _compiled(path: Path, schemas: Path | None) -> tuple[BulletinSchema, CompiledPolicy]:
+    schema = BulletinSchema(SchemaCatalog.load(schemas))
+    return schema, compile_policy(load_policy(path), schema, _keys())
+
+
+@policy_app.command("check")
+def policy_check(
+    path: Annotated[Path, typer.Argument(help="Policy YAML file.")], schemas: SchemaDir = None
+) -> None:
+    """Validate a policy against the schemas and compile it."""
+    try:
+        _, compiled = _compiled(path, schemas)
+    except LiaisonError as exc:
+        raise _fail(exc) from exc
+    policy = compiled.policy
+    entries = sum(len(e) for e in compiled.plans.values())
+    out.print(
+        f"policy v{policy.version}: {len(policy.agencies)} agencies, {len(policy.rules)} rules, "
+        f"{len(compiled.plans)} plans, {entries} recipient entries: OK"
+    )
+
+
+@policy_app.command("dry-run")
+def policy_dry_run(
+    path: Annotated[Path, typer.Argument(help="Candidate policy YAML file.")],
+    bulletin: Annotated[
+        Path | None, typer.Option(help="A bulletin as JSON; default: a generated sample.")
+    ] = None,
+    kind: Annotated[str | None, typer.Option(help="Kind of the generated sample.")] = None,
+    source: Annotated[str | None, typer.Option(help="Source agency of the sample.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the generated sample.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    schemas: SchemaDir = None,
+) -> None:
+    """Show each agency's view of a bulletin, and why, under a candidate policy."""
+    try:
+        schema, compiled = _compiled(path, schemas)
+        if bulletin is not None:
+            sample = schema.parse(json.loads(bulletin.read_text()))
+        else:
+            agencies = [source] if source else list(compiled.policy.agencies)
+            sample = BulletinGenerator(schema, seed=seed, agencies=agencies).bulletin(kind)
+        result = dry_run(compiled, sample)
+    except LiaisonError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        out.print_json(json.dumps(result.as_dict()))
+        return
+    out.print(
+        f"bulletin {result.bulletin_id}: {result.kind} from {result.source}, {result.marking}, "
+        f"policy v{result.policy_version}",
+        highlight=False,
+    )
+    for agency in result.agencies:
+        matched = [r.rule for r in agency.rules if r.matched]
+        head = "[green]delivered[/]" if agency.delivered else f"[red]withheld[/] ({agency.reason})"
+        out.print(f"  {agency.agency}: {head}; rules matched: {', '.join(matched) or 'none'}")
+        for rule in agency.rules:
+            if not rule.matched:
+                out.print(f"      {rule.rule}: {rule.why}", highlight=False)
+        for f in agency.fields:
+            if f.decision != "kept":
+                via = f" (via {f.via})" if f.via else ""
+                out.print(
+                    f"      {f.path}: {f.decision}{via} by {', '.join(f.rules)}", highlight=False
+                )
+
+
+@policy_app.command("diff")
+def policy_diff(
+    old: Annotated[Path, typer.Argument(help="The policy in force.")],
+    new: Annotated[Path, typer.Argument(help="The candidate.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    schemas: SchemaDir = None,
+) -> None:
+    """Which agencies would gain or lose which kinds and fields."""
+    try:
+        _, before = _compiled(old, schemas)
+        _, after = _compiled(new, schemas)
+    except LiaisonError as exc:
+        raise _fail(exc) from exc
+    result = diff(before, after)
+    if as_json:
+        out.print_json(json.dumps(result.as_dict()))
+        return
+    for line in result.lines():
+        out.print(line, highlight=False)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -30,20 +30,34 @@ from bus.policy._document import (
     load_policy,
     parse_policy,
 )
+from bus.policy._explain import (
+    AccessChange,
+    AgencyTrace,
+    DryRun,
+    FieldChange,
+    PolicyDiff,
+    diff,
+    dry_run,
+)
 from bus.policy._redact import AppliedRedaction, RedactionKeys, Step
 
 __all__ = [
     "MARKING_ORDER",
+    "AccessChange",
     "Action",
     "Agency",
+    "AgencyTrace",
     "AppliedRedaction",
     "CompiledPolicy",
     "Decision",
     "DropRedaction",
+    "DryRun",
+    "FieldChange",
     "GeneralizeRedaction",
     "MaskRedaction",
     "PlanEntry",
     "Policy",
+    "PolicyDiff",
     "PseudonymizeRedaction",
     "RecipientSelector",
     "Redaction",
@@ -56,6 +70,8 @@ __all__ = [
     "Withheld",
     "WithheldReason",
     "compile_policy",
+    "diff",
+    "dry_run",
     "load_policy",
     "parse_policy",
 ]

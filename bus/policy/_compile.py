@@ -48,7 +48,7 @@ from bus.policy._redact import (
     Step,
     apply_steps,
 )
-from bus.schemas import FieldInfo
+from bus.schemas import VIEW, FieldInfo
 
 __all__ = [
     "CompiledPolicy",
@@ -59,8 +59,6 @@ __all__ = [
     "WithheldReason",
     "compile_policy",
 ]
-
-VIEW = "liaison.bulletin.View"
 
 
 class WithheldReason(StrEnum):

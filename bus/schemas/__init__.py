@@ -2,6 +2,8 @@
 
 from bus.schemas._catalog import (
     BULLETIN,
+    ROOTS,
+    VIEW,
     FieldInfo,
     SchemaCatalog,
     canonical_json,
@@ -14,6 +16,8 @@ from bus.schemas._history import Release, check_history, release, releases
 __all__ = [
     "BULLETIN",
     "DEFAULT_MODE",
+    "ROOTS",
+    "VIEW",
     "CompatibilityMode",
     "FieldInfo",
     "Release",

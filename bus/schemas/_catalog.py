@@ -25,6 +25,8 @@ from bus.errors import SchemaFileError
 __all__ = [
     "BULLETIN",
     "PRIMITIVES",
+    "ROOTS",
+    "VIEW",
     "FieldInfo",
     "SchemaCatalog",
     "canonical_json",
@@ -34,6 +36,12 @@ __all__ = [
 
 BULLETIN = "liaison.bulletin.Bulletin"
 """Full name of the envelope record."""
+
+VIEW = "liaison.bulletin.View"
+"""Full name of what a recipient receives: a redacted bulletin and its manifest."""
+
+ROOTS = (BULLETIN, VIEW)
+"""The composed schemas that are released, frozen and registered."""
 
 PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 _NAMED = ("record", "enum", "fixed")

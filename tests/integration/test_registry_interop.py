@@ -198,6 +198,7 @@ def test_cli_registers_the_released_schemas_idempotently(
 
     assert first.returncode == 0, first.stderr
     assert second.returncode == 0, second.stderr
-    assert "release v1: subject version 1, id 1" in first.stdout
+    assert "liaison.bulletin.Bulletin release v1: subject version 1, id 1" in first.stdout
+    assert "liaison.bulletin.View release v1: subject version 1, id 2" in first.stdout
     assert first.stdout == second.stdout
     assert admin_connection.password.get_secret_value() not in first.stdout + first.stderr
