@@ -19,6 +19,7 @@ from bus.kafka._clients import (
     TopicPartition,
 )
 from bus.kafka._connection import KafkaConnection
+from bus.kafka._read import read_to_end
 
 __all__ = [
     "Acl",
@@ -36,5 +37,6 @@ __all__ = [
     "ResourceType",
     "TopicPartition",
     "TopicSpec",
+    "read_to_end",
     "wait_until_authenticates",
 ]
