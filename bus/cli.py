@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import secrets
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -21,6 +23,7 @@ from bus.broker import KAFKA_VERSION, Broker, BrokerConfig, cache_root, kafka_li
 from bus.broker._compose import render_compose
 from bus.broker._launcher import read_state
 from bus.bulletin import BulletinGenerator, BulletinSchema
+from bus.edge import EdgeConfig, EdgeRouter, install_stop_signals, publish_policy
 from bus.errors import LiaisonError
 from bus.kafka import KafkaAdmin, KafkaConnection
 from bus.policy import (
@@ -31,6 +34,7 @@ from bus.policy import (
     dry_run,
     load_policy,
 )
+from bus.provision import Provisioner, ProvisionResult
 from bus.registry import (
     DEFAULT_TOPIC,
     KafkaRegistryStore,
@@ -38,6 +42,7 @@ from bus.registry import (
     create_kafka_registry_app,
 )
 from bus.schemas import ROOTS, SchemaCatalog, check_history, release, releases
+from bus.topics import TopicNames
 
 app = typer.Typer(
     name="liaison",
@@ -53,6 +58,12 @@ schemas_app = typer.Typer(help="Bulletin schemas: check, release, register.", no
 app.add_typer(schemas_app, name="schemas")
 policy_app = typer.Typer(help="Sharing policies: check, dry-run, diff.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
+agency_app = typer.Typer(
+    help="Provision agencies: add, rotate, revoke, list.", no_args_is_help=True
+)
+app.add_typer(agency_app, name="agency")
+edge_app = typer.Typer(help="The edge router.", no_args_is_help=True)
+app.add_typer(edge_app, name="edge")
 registry_app = typer.Typer(
     help="The schema registry (Confluent-compatible REST API).", no_args_is_help=True
 )
@@ -393,6 +404,168 @@ def policy_diff(
         return
     for line in result.lines():
         out.print(line, highlight=False)
+
+
+CredentialsDir = Annotated[
+    Path,
+    typer.Option("--credentials-dir", help="Where new agency credentials are written (0600)."),
+]
+_DEFAULT_CREDENTIALS = Path(".liaison/credentials")
+
+
+def _save_credentials(directory: Path, agency: str, bootstrap: str, password: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{agency}.json"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(
+            {
+                "bootstrap_servers": bootstrap,
+                "username": agency,
+                "password": password,
+                "mechanism": "SCRAM-SHA-512",
+                "security_protocol": "SASL_PLAINTEXT",
+            },
+            f,
+        )
+    return path
+
+
+def _report(result: ProvisionResult, credentials_dir: Path, bootstrap: str) -> None:
+    for change in result.changes or ["nothing to change"]:
+        out.print(f"  {change}", highlight=False)
+    if result.password is not None:
+        path = _save_credentials(credentials_dir, result.agency, bootstrap, result.password)
+        out.print(f"credentials for {result.agency} written to {path} (hand them over securely)")
+
+
+@agency_app.command("add")
+def agency_add(
+    agency: Annotated[str, typer.Argument(help="Agency id, e.g. north-river.")],
+    name: Annotated[str, typer.Option(help="Display name.")] = "",
+    data_dir: DataDir = _DEFAULT_DATA_DIR,
+    credentials_dir: CredentialsDir = _DEFAULT_CREDENTIALS,
+) -> None:
+    """Create the agency's topics, credentials and ACLs (idempotent)."""
+    connection = _connection(data_dir)
+    try:
+        result = asyncio.run(_provisioned(connection, lambda p: p.add(agency, name=name)))
+    except LiaisonError as exc:
+        raise _fail(exc) from exc
+    _report(result, credentials_dir, connection.bootstrap_servers)
+
+
+@agency_app.command("rotate")
+def agency_rotate(
+    agency: Annotated[str, typer.Argument(help="Agency id.")],
+    data_dir: DataDir = _DEFAULT_DATA_DIR,
+    credentials_dir: CredentialsDir = _DEFAULT_CREDENTIALS,
+) -> None:
+    """Replace the agency's password; the old one stops working."""
+    connection = _connection(data_dir)
+    try:
+        result = asyncio.run(_provisioned(connection, lambda p: p.rotate(agency)))
+    except LiaisonError as exc:
+        raise _fail(exc) from exc
+    _report(result, credentials_dir, connection.bootstrap_servers)
+
+
+@agency_app.command("revoke")
+def agency_revoke(
+    agency: Annotated[str, typer.Argument(help="Agency id.")],
+    data_dir: DataDir = _DEFAULT_DATA_DIR,
+) -> None:
+    """Remove the agency's credentials and ACLs; its topics and data stay."""
+    connection = _connection(data_dir)
+    try:
+        result = asyncio.run(_provisioned(connection, lambda p: p.revoke(agency)))
+    except LiaisonError as exc:
+        raise _fail(exc) from exc
+    _report(result, _DEFAULT_CREDENTIALS, connection.bootstrap_servers)
+
+
+@agency_app.command("list")
+def agency_list(data_dir: DataDir = _DEFAULT_DATA_DIR) -> None:
+    """Agencies recorded in the agencies topic."""
+    connection = _connection(data_dir)
+    try:
+        records = asyncio.run(Provisioner(connection).agencies())
+    except LiaisonError as exc:
+        raise _fail(exc) from exc
+    for record in sorted(records.values(), key=lambda r: r.id):
+        out.print(
+            f"{record.id:24} {record.state:8} {record.changed_at:%Y-%m-%d %H:%M} {record.name}"
+        )
+
+
+async def _provisioned(
+    connection: KafkaConnection, action: Callable[[Provisioner], Awaitable[ProvisionResult]]
+) -> ProvisionResult:
+    provisioner = Provisioner(connection)
+    await provisioner.ensure_bus_topics()
+    return await action(provisioner)
+
+
+@policy_app.command("publish")
+def policy_publish(
+    path: Annotated[Path, typer.Argument(help="Policy YAML file to put in force.")],
+    data_dir: DataDir = _DEFAULT_DATA_DIR,
+    schemas: SchemaDir = None,
+) -> None:
+    """Validate a policy and make it the one in force (routers reload it without restart)."""
+    try:
+        _, compiled = _compiled(path, schemas)
+        body = json.dumps(compiled.policy.model_dump(mode="json")).encode()
+        asyncio.run(publish_policy(_connection(data_dir), body, TopicNames()))
+    except LiaisonError as exc:
+        raise _fail(exc) from exc
+    out.print(f"policy v{compiled.policy.version} published")
+
+
+@edge_app.command("run")
+def edge_run(
+    instance: Annotated[int, typer.Option(help="This instance's number, from 0.")] = 0,
+    of: Annotated[int, typer.Option("--of", help="How many instances share the work.")] = 1,
+    batch_max: Annotated[int, typer.Option(help="Bulletins per transaction at most.")] = 200,
+    commit_interval_ms: Annotated[int, typer.Option(help="Longest a batch stays open.")] = 100,
+    pre_commit_pause_ms: Annotated[int, typer.Option(hidden=True)] = 0,
+    data_dir: DataDir = _DEFAULT_DATA_DIR,
+    schemas: SchemaDir = None,
+) -> None:
+    """Route bulletins until SIGTERM or Ctrl-C (the open batch commits first).
+
+    Credentials: LIAISON_KAFKA_BOOTSTRAP/USERNAME/PASSWORD (the edge principal).
+    Pseudonym key: LIAISON_PSEUDONYM_KEY (hex), required so tokens survive restarts.
+    """
+    if not os.environ.get("LIAISON_PSEUDONYM_KEY"):
+        err.print("LIAISON_PSEUDONYM_KEY (hex) is required: pseudonyms must survive restarts")
+        raise typer.Exit(code=2)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        config = EdgeConfig(
+            instance=instance,
+            instances=of,
+            batch_max=batch_max,
+            commit_interval_ms=commit_interval_ms,
+            pre_commit_pause_ms=pre_commit_pause_ms,
+        )
+        router = EdgeRouter(
+            _connection(data_dir), BulletinSchema(SchemaCatalog.load(schemas)), _keys(), config
+        )
+    except (LiaisonError, ValueError) as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(code=2) from exc
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        await router.run(stop)
+
+    try:
+        asyncio.run(main())
+    except LiaisonError as exc:
+        raise _fail(exc) from exc
+    err.print(f"edge {instance}/{of} stopped: {router.stats}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -292,6 +292,29 @@ class Producer(_Client):
         )
         return RecordMetadata(topic=md.topic, partition=md.partition, offset=md.offset)
 
+    async def enqueue(
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: bytes | None = None,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> Awaitable[RecordMetadata]:
+        """Queue one record for sending and return its delivery, without waiting for it.
+
+        Inside a transaction, ``commit_transaction`` flushes every queued record first.
+        """
+        self._require_started()
+        future = await self._call(
+            f"write to topic {topic}",
+            self._impl.send(topic, value=value, key=key, headers=list(headers) or None),
+        )
+        return self._delivered(topic, future)
+
+    async def _delivered(self, topic: str, future: Awaitable[Any]) -> RecordMetadata:
+        md = await self._call(f"write to topic {topic}", future)
+        return RecordMetadata(topic=md.topic, partition=md.partition, offset=md.offset)
+
     async def begin_transaction(self) -> None:
         self._require_started()
         await self._call(
@@ -419,6 +442,25 @@ class Consumer(_Client):
             f"read the position on {tp.topic}", self._impl.position(_AkTopicPartition(*tp))
         )
         return int(result)
+
+    async def list_topics(self) -> set[str]:
+        """Topics this principal can see (fresh metadata from the broker)."""
+        self._require_started()
+        return set(await self._call("list topics", self._impl.topics()))
+
+    def partitions_for(self, topic: str) -> set[int]:
+        """Partition numbers of ``topic`` from the last metadata (call ``topics()`` first)."""
+        self._require_started()
+        return set(self._impl.partitions_for_topic(topic) or ())
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        """Read ``tp`` from ``offset`` on the next fetch."""
+        self._require_started()
+        self._impl.seek(_AkTopicPartition(*tp), offset)
+
+    def assignment(self) -> set[TopicPartition]:
+        self._require_started()
+        return {TopicPartition(tp.topic, tp.partition) for tp in self._impl.assignment()}
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         """Commit ``offsets`` (the next offset to read) for this consumer's group."""

@@ -72,8 +72,11 @@ class KafkaRegistryStore:
         *,
         topic: str = DEFAULT_TOPIC,
         read_timeout_s: float = 30.0,
+        writable: bool = True,
     ) -> None:
+        """``writable=False`` only reads (the edge router's READ-only principal)."""
         self._connection = connection
+        self._writable = writable
         self.topic = topic
         self._tp = TopicPartition(topic, 0)
         self._read_timeout_s = read_timeout_s
@@ -91,7 +94,8 @@ class KafkaRegistryStore:
 
     async def start(self) -> None:
         """Create the topic if missing, read it to the end, then keep tailing it."""
-        await asyncio.to_thread(self._ensure_topic)
+        if self._writable:
+            await asyncio.to_thread(self._ensure_topic)
         # aiokafka clients bind to the running loop, so they are made here, not in __init__.
         consumer = self._consumer = Consumer(self._connection)
         await consumer.start()
@@ -101,8 +105,9 @@ class KafkaRegistryStore:
             end = (await consumer.end_offsets([self._tp]))[self._tp]
             while self._position < end:
                 await self._read_batch()
-            self._producer = Producer(self._connection, linger_ms=0)
-            await self._producer.start()
+            if self._writable:
+                self._producer = Producer(self._connection, linger_ms=0)
+                await self._producer.start()
         except BaseException:
             await consumer.stop()
             raise
@@ -165,7 +170,9 @@ class KafkaRegistryStore:
                 f"the registry stopped reading {self.topic}: {self._failure}"
             ) from self._failure
         if self._producer is None:
-            raise KafkaAccessError(f"the registry store for {self.topic} is not started")
+            raise KafkaAccessError(
+                f"the registry store for {self.topic} is read-only or not started"
+            )
         written = await self._producer.send(
             self.topic, record.value_bytes(), key=record.key_bytes()
         )

@@ -1,0 +1,399 @@
+"""The edge router: policy enforced between ``liaison.from.*`` and ``liaison.to.*``, exactly once.
+
+Each instance i of N owns the inbound partitions whose ``crc32("topic:partition") % N``
+is i (static ownership, no group membership, no rebalance) and uses the transactional
+id ``liaison.edge.<i>``: a restarted instance fences its zombie through the id's epoch.
+Per batch (at most ``batch_max`` records or ``commit_interval_ms``), one transaction
+holds the consumed offsets, every view, every audit event and every dead letter.
+
+Offsets go into the transaction *before* the records (aiokafka #1004: on Kafka 3.7+ a
+batch sent before AddOffsetsToTxn can fail delivery). On any commit error other than
+fencing, the outcome is unknown: the router never retries the commit; it re-creates the
+producer (which aborts whatever was open) and seeks back to the committed offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import signal
+import zlib
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bus.bulletin import Bulletin, BulletinSchema
+from bus.codec import WireCodec
+from bus.errors import (
+    BulletinInvalid,
+    CodecError,
+    LiaisonError,
+    PolicyError,
+    ProducerFencedError,
+)
+from bus.kafka import Consumer, KafkaConnection, Producer, Record, RecordMetadata, TopicPartition
+from bus.policy import CompiledPolicy, Decision, RedactionKeys, compile_policy, parse_policy
+from bus.registry import KafkaRegistryStore
+from bus.schemas import VIEW
+from bus.topics import TopicNames
+
+__all__ = [
+    "POLICY_KEY",
+    "EdgeConfig",
+    "EdgeRouter",
+    "install_stop_signals",
+    "owner_of",
+    "publish_policy",
+]
+
+log = logging.getLogger("liaison.edge")
+
+POLICY_KEY = b"active"
+
+
+def owner_of(topic: str, partition: int, instances: int) -> int:
+    """The instance that owns an inbound partition (stable across processes and runs)."""
+    return zlib.crc32(f"{topic}:{partition}".encode()) % instances
+
+
+class EdgeConfig(BaseModel):
+    """Router settings; validated at start."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    instance: int = Field(default=0, ge=0)
+    instances: int = Field(default=1, ge=1)
+    batch_max: int = Field(default=200, ge=1, description="Bulletins per transaction at most.")
+    commit_interval_ms: int = Field(default=100, ge=1, description="Longest a batch stays open.")
+    topic_refresh_ms: int = Field(
+        default=2000, ge=100, description="How often to look for new agencies."
+    )
+    pre_commit_pause_ms: int = Field(
+        default=0,
+        ge=0,
+        description="Fault-injection seam for crash tests: pause after the "
+        "views are produced and before the commit, announcing it on stdout.",
+    )
+    names: TopicNames = Field(default_factory=TopicNames)
+
+    def model_post_init(self, _context: Any) -> None:
+        if self.instance >= self.instances:
+            raise ValueError(f"instance={self.instance} must be below instances={self.instances}")
+
+
+@dataclass
+class _Outputs:
+    """What one input record produces inside the transaction."""
+
+    sends: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]]
+    delivered: int = 0
+    rejected: bool = False
+
+
+class EdgeRouter:
+    """Run with :meth:`run`; stop by setting the event it is given."""
+
+    def __init__(
+        self,
+        connection: KafkaConnection,
+        schema: BulletinSchema,
+        keys: RedactionKeys,
+        config: EdgeConfig | None = None,
+    ) -> None:
+        self.connection = connection
+        self.schema = schema
+        self.keys = keys
+        self.config = config or EdgeConfig()
+        self.names = self.config.names
+        self._policy: CompiledPolicy | None = None
+        self._policy_changed = asyncio.Event()
+        self.stats = {"bulletins": 0, "views": 0, "dead_letters": 0, "transactions": 0}
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Route until ``stop`` is set; the open batch is committed (or aborted) first."""
+        registry = KafkaRegistryStore(self.connection, topic=self.names.schemas, writable=False)
+        await registry.start()
+        policy_task = asyncio.create_task(self._follow_policies(stop), name="policies")
+        try:
+            await self._wait_for_policy(stop)
+            if stop.is_set():
+                return
+            codec = WireCodec(registry.state.schema_text)
+            await self._route(stop, codec, registry)
+        finally:
+            policy_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, LiaisonError):
+                await policy_task
+            await registry.stop()
+
+    async def _wait_for_policy(self, stop: asyncio.Event) -> None:
+        # Without a policy nothing may be shared; consuming would only turn deliveries
+        # into "withheld" decisions. Wait instead (fail closed, lose nothing).
+        while self._policy is None and not stop.is_set():
+            log.info("waiting for a policy in %s", self.names.policies)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._policy_changed.wait(), 1.0)
+
+    async def _follow_policies(self, stop: asyncio.Event) -> None:
+        tp = TopicPartition(self.names.policies, 0)
+        async with Consumer(self.connection) as consumer:
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            while not stop.is_set():
+                for record in await consumer.getmany(timeout_ms=500):
+                    if record.key == POLICY_KEY and record.value is not None:
+                        self._load_policy(record.value)
+
+    def _load_policy(self, raw: bytes) -> None:
+        try:
+            compiled = compile_policy(
+                parse_policy(json.loads(raw), origin="policy record"), self.schema, self.keys
+            )
+        except (PolicyError, ValueError) as exc:
+            # Keep the policy in force: a bad candidate never widens (or narrows) access.
+            log.error("ignoring an invalid policy record: %s", exc)
+            return
+        previous = self._policy.version if self._policy else None
+        self._policy = compiled
+        self._policy_changed.set()
+        log.info("policy version %s in force (was %s)", compiled.version, previous)
+
+    # -- the loop --------------------------------------------------------------------
+
+    async def _route(
+        self, stop: asyncio.Event, codec: WireCodec, registry: KafkaRegistryStore
+    ) -> None:
+        consumer = Consumer(
+            self.connection, group_id=self.names.edge_group, isolation_level="read_committed"
+        )
+        await consumer.start()
+        producer = await self._new_producer()
+        try:
+            owned: set[TopicPartition] = set()
+            next_refresh = 0.0
+            loop = asyncio.get_running_loop()
+            while not stop.is_set():
+                if loop.time() >= next_refresh:
+                    owned = await self._refresh_assignment(consumer, owned)
+                    next_refresh = loop.time() + self.config.topic_refresh_ms / 1000
+                if not owned:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), self.config.topic_refresh_ms / 1000)
+                    continue
+                batch = await consumer.getmany(
+                    timeout_ms=self.config.commit_interval_ms, max_records=self.config.batch_max
+                )
+                if not batch:
+                    continue
+                try:
+                    await self._transact(producer, batch, codec, registry)
+                except ProducerFencedError:
+                    raise  # another instance with our id runs: stop, never fight it
+                except LiaisonError as exc:
+                    log.warning("transaction outcome unknown (%s): re-creating the producer", exc)
+                    with contextlib.suppress(LiaisonError):
+                        await producer.stop()
+                    producer = await self._new_producer()
+                    await self._rewind(consumer, owned)
+        finally:
+            with contextlib.suppress(LiaisonError):
+                await producer.stop()
+            await consumer.stop()
+
+    async def _new_producer(self) -> Producer:
+        producer = Producer(
+            self.connection,
+            transactional_id=self.names.edge_transactional_id(self.config.instance),
+            linger_ms=5,
+        )
+        await producer.start()  # InitProducerId: fences any zombie, aborts its open txn
+        return producer
+
+    async def _refresh_assignment(
+        self, consumer: Consumer, owned: set[TopicPartition]
+    ) -> set[TopicPartition]:
+        topics = {t for t in await consumer.list_topics() if self.names.agency_of(t)}
+        wanted = {
+            TopicPartition(t, p)
+            for t in topics
+            for p in consumer.partitions_for(t)
+            if owner_of(t, p, self.config.instances) == self.config.instance
+        }
+        if wanted != owned:
+            consumer.assign(sorted(wanted))
+            await self._rewind(consumer, wanted)
+            log.info("instance %s owns %d partitions", self.config.instance, len(wanted))
+        return wanted
+
+    async def _rewind(self, consumer: Consumer, owned: set[TopicPartition]) -> None:
+        """Position every owned partition at its committed offset (or the beginning)."""
+        for tp in sorted(owned):
+            committed = await consumer.committed(tp)
+            if committed is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, committed)
+
+    async def _transact(
+        self,
+        producer: Producer,
+        batch: list[Record],
+        codec: WireCodec,
+        registry: KafkaRegistryStore,
+    ) -> None:
+        policy = self._policy
+        assert policy is not None
+        view_id = registry.state.version(VIEW, "latest").schema_id
+        offsets: dict[TopicPartition, int] = {}
+        for record in batch:
+            offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
+        await producer.begin_transaction()
+        await producer.send_offsets_to_transaction(offsets, self.names.edge_group)
+        deliveries: list[Awaitable[RecordMetadata]] = []
+        for record in batch:
+            outputs = self._process(record, codec, policy, view_id)
+            for topic, key, value, headers in outputs.sends:
+                deliveries.append(await producer.enqueue(topic, value, key=key, headers=headers))
+            self.stats["bulletins"] += 1
+            self.stats["views"] += outputs.delivered
+            self.stats["dead_letters"] += int(outputs.rejected)
+        for delivery in deliveries:
+            await delivery
+        if self.config.pre_commit_pause_ms:
+            print(f"pre-commit {self.stats['transactions']}", flush=True)  # noqa: T201 - test seam
+            await asyncio.sleep(self.config.pre_commit_pause_ms / 1000)
+        await producer.commit_transaction()
+        self.stats["transactions"] += 1
+
+    # -- one record ------------------------------------------------------------------
+
+    def _process(
+        self, record: Record, codec: WireCodec, policy: CompiledPolicy, view_id: int
+    ) -> _Outputs:
+        raw = record.value or b""
+        digest = hashlib.sha256(raw).hexdigest()
+        origin = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+        agency = self.names.agency_of(record.topic) or ""
+        try:
+            decoded = codec.decode(raw)
+            bulletin = self.schema.from_avro(decoded.record)
+        except CodecError as exc:
+            return self._reject(record, origin, digest, exc.reason, str(exc), policy)
+        except BulletinInvalid as exc:
+            rules = sorted({str(getattr(v, "rule", "")) for v in exc.violations})
+            return self._reject(
+                record, origin, digest, "invalid_bulletin", f"rules: {', '.join(rules)}", policy
+            )
+        if bulletin.source_agency != agency:
+            return self._reject(
+                record,
+                origin,
+                digest,
+                "spoofed_source",
+                f"envelope source_agency differs from the topic's agency {agency}",
+                policy,
+            )
+        decision = policy.evaluate(bulletin)
+        return self._deliver(bulletin, decision, origin, digest, codec, view_id)
+
+    def _deliver(
+        self,
+        bulletin: Bulletin,
+        decision: Decision,
+        origin: dict[str, Any],
+        digest: str,
+        codec: WireCodec,
+        view_id: int,
+    ) -> _Outputs:
+        body_type = self.schema.kinds[bulletin.kind]
+        key = bulletin.bulletin_id.encode()
+        sends: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]] = []
+        for view in decision.views:
+            encoded = codec.encode(view_id, view.avro(body_type))
+            sends.append((self.names.outbound(view.recipient), key, encoded, []))
+        event = {
+            "type": "bulletin.decided",
+            "outcome": "accepted",
+            "bulletin_id": bulletin.bulletin_id,
+            "source": bulletin.source_agency,
+            "kind": bulletin.kind,
+            "marking": bulletin.marking.value,
+            "input": origin,
+            "sha256": digest,
+            "policy_version": decision.policy_version,
+            "time": datetime.now(UTC).isoformat(),
+            "recipients": [
+                {
+                    "agency": v.recipient,
+                    "delivered": True,
+                    "rules": list(v.rules),
+                    "redactions": [
+                        {"path": r.path, "action": r.action.value} for r in v.redactions
+                    ],
+                }
+                for v in decision.views
+            ]
+            + [
+                {"agency": w.recipient, "delivered": False, "reason": w.reason.value}
+                for w in decision.withheld
+            ],
+        }
+        sends.append((self.names.audit, key, json.dumps(event).encode(), []))
+        return _Outputs(sends=sends, delivered=len(decision.views))
+
+    def _reject(
+        self,
+        record: Record,
+        origin: dict[str, Any],
+        digest: str,
+        reason: str,
+        detail: str,
+        policy: CompiledPolicy,
+    ) -> _Outputs:
+        headers = [
+            ("liaison.reason", reason.encode()),
+            ("liaison.detail", detail[:1000].encode()),
+            ("liaison.source.topic", record.topic.encode()),
+            ("liaison.source.partition", str(record.partition).encode()),
+            ("liaison.source.offset", str(record.offset).encode()),
+        ]
+        event = {
+            "type": "bulletin.decided",
+            "outcome": "rejected",
+            "reason": reason,
+            "input": origin,
+            "sha256": digest,
+            "policy_version": policy.version,
+            "time": datetime.now(UTC).isoformat(),
+        }
+        key = f"{record.topic}:{record.partition}:{record.offset}".encode()
+        return _Outputs(
+            sends=[
+                (self.names.deadletter, record.key or key, record.value, headers),
+                (self.names.audit, key, json.dumps(event).encode(), []),
+            ],
+            rejected=True,
+        )
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    """SIGTERM and SIGINT set ``stop``: the open batch commits, then the router exits."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def publish_policy(
+    connection: KafkaConnection, policy_json: bytes, names: TopicNames
+) -> None:
+    """Make a policy document the one in force (the admin API's activate will call this)."""
+    async with Producer(connection, linger_ms=0) as producer:
+        await producer.send(names.policies, policy_json, key=POLICY_KEY)
