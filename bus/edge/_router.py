@@ -115,6 +115,23 @@ class EdgeRouter:
         self._policy_changed = asyncio.Event()
         self.stats = {"bulletins": 0, "views": 0, "dead_letters": 0, "transactions": 0}
 
+    @property
+    def policy_version(self) -> int | None:
+        """Version of the policy in force, or ``None`` before the first one arrives."""
+        return self._policy.version if self._policy else None
+
+    async def wait_for_policy(self, version: int, *, timeout_s: float = 30.0) -> None:
+        """Return once policy ``version`` (or a later one) is in force."""
+
+        async def reached() -> None:
+            while (self.policy_version or 0) < version:
+                self._policy_changed.clear()
+                if (self.policy_version or 0) >= version:
+                    return
+                await self._policy_changed.wait()
+
+        await asyncio.wait_for(reached(), timeout_s)
+
     # -- lifecycle -------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -220,11 +237,12 @@ class EdgeRouter:
     async def _refresh_assignment(
         self, consumer: Consumer, owned: set[TopicPartition]
     ) -> set[TopicPartition]:
-        topics = {t for t in await consumer.list_topics() if self.names.agency_of(t)}
+        topics = await consumer.topic_partitions()
         wanted = {
             TopicPartition(t, p)
-            for t in topics
-            for p in consumer.partitions_for(t)
+            for t, partitions in topics.items()
+            if self.names.agency_of(t)
+            for p in partitions
             if owner_of(t, p, self.config.instances) == self.config.instance
         }
         if wanted != owned:

@@ -443,15 +443,15 @@ class Consumer(_Client):
         )
         return int(result)
 
-    async def list_topics(self) -> set[str]:
-        """Topics this principal can see (fresh metadata from the broker)."""
-        self._require_started()
-        return set(await self._call("list topics", self._impl.topics()))
+    async def topic_partitions(self) -> dict[str, set[int]]:
+        """Every topic this principal can see, with its partitions (fresh metadata).
 
-    def partitions_for(self, topic: str) -> set[int]:
-        """Partition numbers of ``topic`` from the last metadata (call ``topics()`` first)."""
+        aiokafka's ``topics()`` fetches this but keeps only the names, and
+        ``partitions_for_topic`` knows only subscribed topics, hence its client here.
+        """
         self._require_started()
-        return set(self._impl.partitions_for_topic(topic) or ())
+        cluster = await self._call("list topics", self._impl._client.fetch_all_metadata())
+        return {t: set(cluster.partitions_for_topic(t) or ()) for t in cluster.topics()}
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         """Read ``tp`` from ``offset`` on the next fetch."""
