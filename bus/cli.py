@@ -528,7 +528,11 @@ def edge_run(
     of: Annotated[int, typer.Option("--of", help="How many instances share the work.")] = 1,
     batch_max: Annotated[int, typer.Option(help="Bulletins per transaction at most.")] = 200,
     commit_interval_ms: Annotated[int, typer.Option(help="Longest a batch stays open.")] = 100,
+    prefix: Annotated[
+        str, typer.Option(help="Topic prefix of the bus.", envvar="LIAISON_TOPIC_PREFIX")
+    ] = "liaison",
     pre_commit_pause_ms: Annotated[int, typer.Option(hidden=True)] = 0,
+    announce_commits: Annotated[bool, typer.Option(hidden=True)] = False,
     data_dir: DataDir = _DEFAULT_DATA_DIR,
     schemas: SchemaDir = None,
 ) -> None:
@@ -548,6 +552,8 @@ def edge_run(
             batch_max=batch_max,
             commit_interval_ms=commit_interval_ms,
             pre_commit_pause_ms=pre_commit_pause_ms,
+            announce_commits=announce_commits,
+            names=TopicNames(prefix=prefix),
         )
         router = EdgeRouter(
             _connection(data_dir), BulletinSchema(SchemaCatalog.load(schemas)), _keys(), config

@@ -80,6 +80,11 @@ class EdgeConfig(BaseModel):
         description="Fault-injection seam for crash tests: pause after the "
         "views are produced and before the commit, announcing it on stdout.",
     )
+    announce_commits: bool = Field(
+        default=False,
+        description="Fault-injection seam: print `pre-commit N` and "
+        "`committed N` on stdout around each commit, so a test can kill at known moments.",
+    )
     names: TopicNames = Field(default_factory=TopicNames)
 
     def model_post_init(self, _context: Any) -> None:
@@ -285,11 +290,15 @@ class EdgeRouter:
             self.stats["dead_letters"] += int(outputs.rejected)
         for delivery in deliveries:
             await delivery
+        number = self.stats["transactions"]
+        if self.config.announce_commits:
+            print(f"pre-commit {number}", flush=True)  # noqa: T201 - fault-injection seam
         if self.config.pre_commit_pause_ms:
-            print(f"pre-commit {self.stats['transactions']}", flush=True)  # noqa: T201 - test seam
             await asyncio.sleep(self.config.pre_commit_pause_ms / 1000)
         await producer.commit_transaction()
         self.stats["transactions"] += 1
+        if self.config.announce_commits:
+            print(f"committed {number}", flush=True)  # noqa: T201 - fault-injection seam
 
     # -- one record ------------------------------------------------------------------
 

@@ -58,15 +58,22 @@ class Bus:
         return next(a for a in self.agencies if a.startswith(f"{short}-"))
 
     def policy(
-        self, rules: list[dict[str, Any]], *, version: int = 1, **agency_extra: Any
+        self,
+        rules: list[dict[str, Any]],
+        *,
+        version: int = 1,
+        extra: dict[str, dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
+        """A policy over this bus's agencies; ``extra`` adds per-agency settings
+        (e.g. ``{agency_id: {"accepts": ["ACTUAL"]}}``)."""
+        extra = extra or {}
         return {
             "version": version,
             "agencies": {
                 a: {
                     "name": f"Fictional {a}",
                     "accepts": ["ACTUAL", "EXERCISE", "TEST"],
-                    **agency_extra.get(a, {}),
+                    **extra.get(a, {}),
                 }
                 for a in self.agencies
             },
