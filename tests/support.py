@@ -9,26 +9,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bus.kafka import Acl, AclOperation, Consumer, Record, ResourceType, TopicPartition
+from bus.sandbox import read_until
 
-
-async def read_until(
-    consumer: Consumer,
-    done: Callable[[list[Record]], bool],
-    *,
-    timeout_s: float = 30.0,
-) -> list[Record]:
-    """Read records until ``done(records)`` holds; fail the test at the deadline."""
-    records: list[Record] = []
-    deadline = time.monotonic() + timeout_s
-    while not done(records):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError(
-                f"condition not met within {timeout_s}s; read {len(records)} record(s): "
-                f"{[r.value for r in records][:20]}"
-            )
-        records.extend(await consumer.getmany(timeout_ms=int(min(remaining, 1.0) * 1000)))
-    return records
+__all__ = [
+    "allow",
+    "committed_offset_eventually",
+    "jvm_pids_using",
+    "read_count",
+    "read_until",
+    "wait_for_exit",
+]
 
 
 async def read_count(consumer: Consumer, count: int, *, timeout_s: float = 30.0) -> list[Record]:

@@ -1,166 +1,16 @@
-"""A whole bus per test: its own topic prefix, agencies, edge principal, schemas and policy.
-
-Everything runs against the session's real broker. The bootstrap ``admin`` provisions;
-agencies and the edge then act under their own least-privilege principals.
-"""
+"""A whole bus per test (bus.sandbox): its own topic prefix, agencies, edge, schemas, policy."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import secrets
-import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import AsyncIterator
 
 import pytest
-from pydantic import SecretBytes
 
-from bus.bulletin import Bulletin, BulletinGenerator, BulletinSchema
-from bus.codec import WireCodec
-from bus.edge import EdgeConfig, EdgeRouter, publish_policy
-from bus.kafka import (
-    AclFilter,
-    Consumer,
-    KafkaAdmin,
-    KafkaConnection,
-    Producer,
-    Record,
-    wait_until_authenticates,
-)
-from bus.policy import RedactionKeys
-from bus.provision import Provisioner, edge_acls
-from bus.registry import KafkaRegistryStore, SchemaRegistry
-from bus.schemas import BULLETIN, VIEW, SchemaCatalog, canonical_json
-from bus.topics import TopicNames
-from tests.support import read_until
+from bus.kafka import KafkaConnection
+from bus.sandbox import Bus, build_bus, running_edge, teardown_bus
 
-
-@dataclass
-class Bus:
-    """One isolated bus on the shared broker."""
-
-    admin: KafkaConnection
-    names: TopicNames
-    schema: BulletinSchema
-    agencies: dict[str, KafkaConnection]
-    edge: KafkaConnection
-    keys: RedactionKeys
-    bulletin_schema_id: int
-    view_schema_id: int
-    codec: WireCodec
-    principals: list[str] = field(default_factory=list)
-
-    def agency(self, short: str) -> str:
-        """The real agency id for a short name used in a test (``"a"`` -> ``"a-1f2e..."``)."""
-        return next(a for a in self.agencies if a.startswith(f"{short}-"))
-
-    def policy(
-        self,
-        rules: list[dict[str, Any]],
-        *,
-        version: int = 1,
-        extra: dict[str, dict[str, Any]] | None = None,
-    ) -> dict[str, Any]:
-        """A policy over this bus's agencies; ``extra`` adds per-agency settings
-        (e.g. ``{agency_id: {"accepts": ["ACTUAL"]}}``)."""
-        extra = extra or {}
-        return {
-            "version": version,
-            "agencies": {
-                a: {
-                    "name": f"Fictional {a}",
-                    "accepts": ["ACTUAL", "EXERCISE", "TEST"],
-                    **extra.get(a, {}),
-                }
-                for a in self.agencies
-            },
-            "rules": rules,
-        }
-
-    async def publish_policy(self, policy: dict[str, Any]) -> None:
-        await publish_policy(self.admin, json.dumps(policy).encode(), self.names)
-
-    def generator(self, short: str, seed: int = 0) -> BulletinGenerator:
-        return BulletinGenerator(self.schema, seed=seed, agencies=[self.agency(short)])
-
-    async def send(self, short: str, bulletin: Bulletin) -> None:
-        """Publish as the agency itself, under its own credentials."""
-        await self.send_raw(
-            short,
-            self.codec.encode(self.bulletin_schema_id, self.schema.to_avro(bulletin)),
-            key=bulletin.bulletin_id.encode(),
-        )
-
-    async def send_raw(self, short: str, value: bytes, *, key: bytes | None = None) -> None:
-        agency = self.agency(short)
-        async with Producer(self.agencies[agency]) as producer:
-            await producer.send(self.names.inbound(agency), value, key=key)
-
-    async def views(
-        self, short: str, count: int, *, timeout_s: float = 60.0
-    ) -> list[dict[str, Any]]:
-        """Read ``count`` views from the agency's outbound topic, as the agency."""
-        agency = self.agency(short)
-        async with Consumer(self.agencies[agency], self.names.outbound(agency)) as consumer:
-            records = await read_until(consumer, lambda rs: len(rs) >= count, timeout_s=timeout_s)
-        return [self.codec.decode(r.value or b"").record for r in records]
-
-    async def read_as_admin(
-        self, topic: str, done: Callable[[list[Record]], bool], timeout_s: float = 60.0
-    ) -> list[Record]:
-        async with Consumer(self.admin, topic) as consumer:
-            return await read_until(consumer, done, timeout_s=timeout_s)
-
-
-async def build_bus(admin: KafkaConnection, shorts: tuple[str, ...] = ("a", "b", "c")) -> Bus:
-    tag = uuid.uuid4().hex[:8]
-    names = TopicNames(prefix=f"bus{tag}")
-    provisioner = Provisioner(admin, names=names)
-    await provisioner.ensure_bus_topics()
-    agencies: dict[str, KafkaConnection] = {}
-    for short in shorts:
-        agency = f"{short}-{tag}"
-        result = await provisioner.add(agency)
-        assert result.password is not None
-        agencies[agency] = admin.with_credentials(agency, result.password)
-    edge_name = f"edge-{tag}"
-    edge_password = secrets.token_urlsafe(18)
-    await provisioner.grant(edge_name, edge_acls(f"User:{edge_name}", names), edge_password)
-    edge = admin.with_credentials(edge_name, edge_password)
-    for connection in [*agencies.values(), edge]:
-        await asyncio.to_thread(wait_until_authenticates, connection)
-    schema = BulletinSchema(SchemaCatalog.load())
-    async with KafkaRegistryStore(admin, topic=names.schemas) as store:
-        registry = SchemaRegistry(store)
-        bulletin_id = (await registry.register(BULLETIN, canonical_json(schema.composed))).schema_id
-        view_text = canonical_json(schema.catalog.composed(VIEW))
-        view_id = (await registry.register(VIEW, view_text)).schema_id
-        texts = {bulletin_id: canonical_json(schema.composed), view_id: view_text}
-    return Bus(
-        admin=admin,
-        names=names,
-        schema=schema,
-        agencies=agencies,
-        edge=edge,
-        keys=RedactionKeys(master=SecretBytes(secrets.token_bytes(32))),
-        bulletin_schema_id=bulletin_id,
-        view_schema_id=view_id,
-        codec=WireCodec(texts.__getitem__),
-        principals=[*agencies, edge_name],
-    )
-
-
-def teardown_bus(bus: Bus) -> None:
-    with KafkaAdmin(bus.admin) as admin:
-        for principal in bus.principals:
-            admin.delete_acls([AclFilter(principal=f"User:{principal}")])
-            with contextlib.suppress(Exception):
-                admin.delete_scram_user(principal)
-        ours = [t for t in admin.list_topics() if t.startswith(f"{bus.names.prefix}.")]
-        admin.delete_topics(ours)
+__all__ = ["Bus", "build_bus", "running_edge", "teardown_bus"]
 
 
 @pytest.fixture
@@ -168,21 +18,3 @@ async def bus(admin_connection: KafkaConnection) -> AsyncIterator[Bus]:
     built = await build_bus(admin_connection)
     yield built
     await asyncio.to_thread(teardown_bus, built)
-
-
-@contextlib.asynccontextmanager
-async def running_edge(bus: Bus, **config: Any) -> AsyncIterator[EdgeRouter]:
-    """The router in this event loop, as the edge principal; stopped (committing) on exit."""
-    router = EdgeRouter(
-        bus.edge,
-        bus.schema,
-        bus.keys,
-        EdgeConfig(names=bus.names, topic_refresh_ms=500, **config),
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(router.run(stop))
-    try:
-        yield router
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 60)
