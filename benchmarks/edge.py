@@ -1,0 +1,222 @@
+"""Edge router throughput and latency, against a transactional passthrough in the same run.
+
+    .venv/bin/python benchmarks/edge.py [--bulletins 3000] [--latency-bulletins 300]
+
+Starts its own broker (bus.broker) and an isolated bus (bus.sandbox) with one source and
+4 recipients. Two measurements, each for the router and for the baseline:
+
+* throughput: a backlog of N bulletins is produced first, then timed from start of
+  consumption until the last input is committed (bulletins per second);
+* latency: bulletins are produced at a steady 50 per second while the router runs;
+  end-to-end time from the producer's send to a read_committed consumer of one recipient.
+
+The baseline does the same Kafka work in the same transactions: consume the inbound
+topic, write the input bytes to the 4 outbound topics and one audit record, send the
+offsets, commit (batches of the same size and interval); it does no decoding, policy,
+redaction or encoding. The ratio is what Liaison's logic costs on top of Kafka's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from bus.broker import Broker, BrokerConfig
+from bus.bulletin import Marking, Status
+from bus.kafka import Consumer, Producer, RecordMetadata, TopicPartition
+from bus.sandbox import Bus, build_bus, running_edge
+
+RECIPIENTS = ("b", "c", "d", "e")
+BATCH = 200
+INTERVAL_MS = 100
+
+
+async def passthrough(bus: Bus, stop: asyncio.Event, progress: Callable[[int], None]) -> None:
+    """The baseline: same transactions, same fan-out, no Liaison logic (as the edge principal)."""
+    source = bus.agency("a")
+    inbound = TopicPartition(bus.names.inbound(source), 0)
+    outs = [bus.names.outbound(bus.agency(r)) for r in RECIPIENTS]
+    consumer = Consumer(bus.edge, group_id=bus.names.edge_group)
+    producer = Producer(bus.edge, transactional_id=bus.names.edge_transactional_id(99))
+    async with consumer, producer:
+        consumer.assign([inbound])
+        committed = await consumer.committed(inbound)
+        if committed is None:
+            await consumer.seek_to_beginning(inbound)
+        else:
+            consumer.seek(inbound, committed)
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=INTERVAL_MS, max_records=BATCH)
+            if not batch:
+                continue
+            await producer.begin_transaction()
+            await producer.send_offsets_to_transaction(
+                {inbound: batch[-1].offset + 1}, bus.names.edge_group
+            )
+            pending: list[Awaitable[RecordMetadata]] = []
+            for record in batch:
+                for topic in outs:
+                    pending.append(await producer.enqueue(topic, record.value, key=record.key))
+                audit = json.dumps({"offset": record.offset, "outcome": "passed"}).encode()
+                pending.append(await producer.enqueue(bus.names.audit, audit, key=record.key))
+            for p in pending:
+                await p
+            await producer.commit_transaction()
+            progress(len(batch))
+
+
+def policy(bus: Bus) -> dict[str, Any]:
+    return bus.policy(
+        [
+            {
+                "id": "fan-out",
+                "source": {"agencies": [bus.agency("a")]},
+                "recipients": {"agencies": [bus.agency(r) for r in RECIPIENTS]},
+                "kinds": ["*"],
+                "max_marking": "AMBER",
+                "redact": [
+                    {"tag": "contact", "action": "pseudonymize"},
+                    {"tag": "pii", "action": "mask"},
+                    {"field": "body.incident_location", "action": "generalize", "grid_km": 10},
+                ],
+            }
+        ]
+    )
+
+
+async def produce(
+    bus: Bus, count: int, seed: int, rate: float | None = None, id_prefix: str = ""
+) -> dict[str, float]:
+    """Send ``count`` bulletins as agency a; returns bulletin id -> send time."""
+    gen = bus.generator("a", seed=seed)
+    sent: dict[str, float] = {}
+    a = bus.agency("a")
+    async with Producer(bus.agencies[a]) as producer:
+        pending = []
+        start = time.perf_counter()
+        for i, b in enumerate(gen.stream(count)):
+            b = b.model_copy(
+                update={
+                    "marking": Marking.GREEN,
+                    "status": Status.ACTUAL,
+                    "bulletin_id": id_prefix + b.bulletin_id,
+                }
+            )
+            data = bus.codec.encode(bus.bulletin_schema_id, bus.schema.to_avro(b))
+            if rate is not None:
+                await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
+            sent[b.bulletin_id] = time.perf_counter()
+            topic = bus.names.inbound(a)
+            pending.append(await producer.enqueue(topic, data, key=b.bulletin_id.encode()))
+        for p in pending:
+            await p
+    return sent
+
+
+async def receive_times(bus: Bus, expected: int, stop_after_s: float = 120) -> dict[bytes, float]:
+    """Receive times per record key on recipient b, read_committed."""
+    b = bus.agency("b")
+    seen: dict[bytes, float] = {}
+    deadline = time.perf_counter() + stop_after_s
+    async with Consumer(bus.agencies[b], bus.names.outbound(b)) as consumer:
+        while len(seen) < expected and time.perf_counter() < deadline:
+            for record in await consumer.getmany(timeout_ms=200):
+                seen.setdefault(record.key or b"", time.perf_counter())
+    return seen
+
+
+async def measure(
+    bus: Bus, run: Callable[[asyncio.Event, Callable[[int], None]], Any], n: int, n_latency: int
+) -> tuple[float, float, float]:
+    done = asyncio.Event()
+    processed = 0
+
+    def progress(count: int) -> None:
+        nonlocal processed
+        processed += count
+        if processed >= n:
+            done.set()
+
+    await produce(bus, n, seed=1)
+    stop = asyncio.Event()
+    started = time.perf_counter()
+    task = asyncio.create_task(run(stop, progress))
+    await asyncio.wait_for(done.wait(), 600)
+    throughput = n / (time.perf_counter() - started)
+    # latency: a paced stream on top of the drained backlog
+    receiver = asyncio.create_task(receive_times(bus, n + n_latency))
+    sent = await produce(bus, n_latency, seed=2, rate=50, id_prefix="latency-")
+    received = await receiver
+    stop.set()
+    await task
+    lat = sorted(
+        (received[k.encode()] - t) * 1000 for k, t in sent.items() if k.encode() in received
+    )
+    p50 = statistics.median(lat)
+    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+    return throughput, p50, p99
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    with Broker(BrokerConfig(data_dir=Path(tempfile.mkdtemp()))) as broker:
+        results = {}
+        for label in ("baseline", "router"):
+            bus = await build_bus(broker.connection, ("a", *RECIPIENTS))
+            await bus.publish_policy(policy(bus))
+            if label == "baseline":
+
+                async def run(
+                    stop: asyncio.Event, progress: Callable[[int], None], bus: Bus = bus
+                ) -> None:
+                    await passthrough(bus, stop, progress)
+            else:
+
+                async def run(
+                    stop: asyncio.Event, progress: Callable[[int], None], bus: Bus = bus
+                ) -> None:
+                    async with running_edge(
+                        bus, batch_max=BATCH, commit_interval_ms=INTERVAL_MS
+                    ) as router:
+                        seen = 0
+                        while not stop.is_set():
+                            with contextlib.suppress(TimeoutError):
+                                await asyncio.wait_for(stop.wait(), 0.05)
+                            now = router.stats["bulletins"]
+                            if now != seen:
+                                progress(now - seen)
+                                seen = now
+
+            results[label] = await measure(bus, run, args.bulletins, args.latency_bulletins)
+        base, ours = results["baseline"], results["router"]
+        print(
+            f"edge: {args.bulletins} bulletins backlog, 1 source -> {len(RECIPIENTS)} recipients, "
+            f"batches of {BATCH} / {INTERVAL_MS} ms; latency from {args.latency_bulletins} "
+            "bulletins at 50/s"
+        )
+        print(f"{'':10} {'bulletins/s':>12} {'p50 ms':>8} {'p99 ms':>8}")
+        for label, (tput, p50, p99) in results.items():
+            print(f"{label:10} {tput:12.0f} {p50:8.1f} {p99:8.1f}")
+        ratios = (ours[0] / base[0], ours[1] / base[1], ours[2] / base[2])
+        print(
+            f"{'ratio':10} {ratios[0]:12.2f} {ratios[1]:8.2f} {ratios[2]:8.2f}"
+            "   (router / baseline; throughput below 1 means slower)"
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bulletins", type=int, default=3000)
+    parser.add_argument("--latency-bulletins", type=int, default=300)
+    asyncio.run(main_async(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    main()
