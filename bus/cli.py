@@ -34,7 +34,7 @@ from bus.policy import (
     dry_run,
     load_policy,
 )
-from bus.provision import Provisioner, ProvisionResult
+from bus.provision import Provisioner, ProvisionResult, admin_service_acls, edge_acls
 from bus.registry import (
     DEFAULT_TOPIC,
     KafkaRegistryStore,
@@ -504,6 +504,35 @@ async def _provisioned(
     provisioner = Provisioner(connection)
     await provisioner.ensure_bus_topics()
     return await action(provisioner)
+
+
+@agency_app.command("service")
+def service_add(
+    role: Annotated[str, typer.Argument(help="edge or admin.")],
+    name: Annotated[str, typer.Option(help="Principal name.")] = "",
+    data_dir: DataDir = _DEFAULT_DATA_DIR,
+    credentials_dir: CredentialsDir = _DEFAULT_CREDENTIALS,
+) -> None:
+    """Create a service principal (the edge router or the admin service) with only its ACLs."""
+    names = TopicNames()
+    acl_for = {"edge": edge_acls, "admin": admin_service_acls}
+    if role not in acl_for:
+        err.print(f"role must be edge or admin, not {role!r}")
+        raise typer.Exit(code=2)
+    principal = name or f"liaison-{role}"
+    connection = _connection(data_dir)
+
+    async def grant() -> ProvisionResult:
+        provisioner = Provisioner(connection, names=names)
+        await provisioner.ensure_bus_topics()
+        acls = acl_for[role](f"User:{principal}", names)
+        return await provisioner.grant(principal, acls, secrets.token_urlsafe(24))
+
+    try:
+        result = asyncio.run(grant())
+    except LiaisonError as exc:
+        raise _fail(exc) from exc
+    _report(result, credentials_dir, connection.bootstrap_servers)
 
 
 @policy_app.command("publish")
