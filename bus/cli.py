@@ -519,7 +519,7 @@ def service_add(
     if role not in acl_for:
         err.print(f"role must be edge or admin, not {role!r}")
         raise typer.Exit(code=2)
-    principal = name or f"liaison-{role}"
+    principal = name or f"liaison.{role}"
     connection = _connection(data_dir)
 
     async def grant() -> ProvisionResult:

@@ -174,10 +174,24 @@ class Provisioner:
         ]
         return await asyncio.to_thread(self._create_missing, specs)
 
+    @staticmethod
+    def check_service_name(principal_name: str) -> None:
+        """Service principals carry a dot, which agency ids cannot: the two never collide."""
+        if "." not in principal_name or re.fullmatch(AGENCY_ID_PATTERN, principal_name):
+            raise ConfigError(
+                f"service principal {principal_name!r} must contain a '.' (for example "
+                "liaison.edge) so that no agency id can ever name it"
+            )
+
     async def grant(
         self, principal_name: str, acls: list[Acl], password: str | None = None
     ) -> ProvisionResult:
-        """Create a service principal (if a password is given and it is new) with ``acls``."""
+        """Create a service principal (if a password is given and it is new) with ``acls``.
+
+        Refuses names an agency could have (see :meth:`check_service_name`), so a service
+        grant can never land on an agency's credentials.
+        """
+        self.check_service_name(principal_name)
         return await asyncio.to_thread(self._grant_sync, principal_name, acls, password)
 
     # -- agencies --------------------------------------------------------------------
@@ -193,8 +207,8 @@ class Provisioner:
                 TopicSpec(self.names.outbound(agency), partitions=self.partitions),
             ],
         )
-        granted = await self.grant(
-            agency, agency_acls(agency, self.names), secrets.token_urlsafe(24)
+        granted = await asyncio.to_thread(
+            self._grant_sync, agency, agency_acls(agency, self.names), secrets.token_urlsafe(24)
         )
         result.changes += granted.changes
         result.password = granted.password

@@ -149,7 +149,7 @@ async def build_bus(admin: KafkaConnection, shorts: tuple[str, ...] = ("a", "b",
         result = await provisioner.add(agency)
         assert result.password is not None
         agencies[agency] = admin.with_credentials(agency, result.password)
-    edge_name = f"edge-{tag}"
+    edge_name = f"edge.{tag}"
     edge_password = secrets.token_urlsafe(18)
     await provisioner.grant(edge_name, edge_acls(f"User:{edge_name}", names), edge_password)
     edge = admin.with_credentials(edge_name, edge_password)

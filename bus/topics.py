@@ -36,8 +36,12 @@ class TopicNames:
         return None
 
     def agency_group_prefix(self, agency: str) -> str:
-        """Consumer groups and transactional ids an agency may use start with this."""
-        return f"{self.prefix}.{agency}."
+        """Consumer groups and transactional ids an agency may use start with this.
+
+        Agencies live under their own ``agency.`` segment, so no agency id can produce a
+        prefix that covers a service's names (``liaison.edge.`` and the like).
+        """
+        return f"{self.prefix}.agency.{agency}."
 
     @property
     def deadletter(self) -> str:

@@ -236,6 +236,22 @@ class KafkaAdmin:
             raise self._translate(exc, "fetch cluster metadata", "") from exc
         return len(metadata.brokers)
 
+    def _require_cluster(self, operation: str, action: str) -> None:
+        """Refuse early when the principal lacks ``operation`` on the cluster.
+
+        Without this, confluent-kafka 2.16 aborts the whole process on a refused
+        DescribeUserScramCredentials, and librdkafka turns a refused DescribeAcls into
+        an empty answer ("no ACLs"): both must be an authorization error instead.
+        """
+        future = self._client.describe_cluster(include_authorized_operations=True)
+        description = self._wait(future, "describe the cluster")
+        allowed = {op.name for op in (description.authorized_operations or ())}
+        if operation not in allowed and "ALL" not in allowed:
+            raise KafkaAuthorizationError(
+                f"{self.principal} is not authorized to {action} (needs {operation} on the "
+                f"cluster); an administrator must grant an ACL for it"
+            )
+
     # -- topics ----------------------------------------------------------------------
 
     def create_topics(self, specs: Sequence[TopicSpec]) -> None:
@@ -302,6 +318,7 @@ class KafkaAdmin:
 
     def scram_users(self) -> dict[str, list[str]]:
         """Every SCRAM user and its mechanisms, e.g. ``{"admin": ["SCRAM-SHA-512"]}``."""
+        self._require_cluster("DESCRIBE", "describe SCRAM users")
         fut = self._client.describe_user_scram_credentials()
         assert isinstance(fut, concurrent.futures.Future)
         described = self._wait(fut, "describe SCRAM users")
@@ -322,6 +339,7 @@ class KafkaAdmin:
             self._wait(fut, "create ACL", str(_from_binding(binding)))
 
     def describe_acls(self, acl_filter: AclFilter | None = None) -> list[Acl]:
+        self._require_cluster("DESCRIBE", "describe ACLs")
         fut = self._client.describe_acls(_to_filter(acl_filter or AclFilter()))
         bindings: list[ck.AclBinding] = self._wait(fut, "describe ACLs")
         return [_from_binding(b) for b in bindings]

@@ -104,6 +104,11 @@ _UNAVAILABLE = (
 def translate_aiokafka_error(exc: BaseException, *, action: str, principal: str) -> LiaisonError:
     """Map an aiokafka exception onto Liaison's error tree."""
     name = type(exc).__name__
+    if isinstance(exc, ak_errors.GroupAuthorizationFailedError):
+        return KafkaAuthorizationError(
+            f"{principal} is not authorized to use its consumer group while trying to {action} "
+            f"({name}: {exc}); an administrator must grant READ on the group"
+        )
     if isinstance(exc, _AUTHZ):
         return KafkaAuthorizationError(
             f"{principal} is not authorized to {action} ({name}: {exc}); "

@@ -104,7 +104,7 @@ async def test_revoking_removes_access_and_keeps_the_data(
 async def test_the_admin_service_principal_provisions_without_super_user_rights(
     admin_connection: KafkaConnection, names: TopicNames, agency: str
 ) -> None:
-    service = f"svc-{uuid.uuid4().hex[:8]}"
+    service = f"svc.{uuid.uuid4().hex[:8]}"
     password = secrets.token_urlsafe(18)
     bootstrap = Provisioner(admin_connection, names=names)
     await bootstrap.ensure_bus_topics()

@@ -25,11 +25,17 @@ def _translate(exc: BaseException) -> KafkaAccessError:
     return err
 
 
+def test_a_group_authorization_failure_names_the_group_as_the_cause() -> None:
+    err = _translate(ak.GroupAuthorizationFailedError())
+    assert type(err) is KafkaAuthorizationError
+    assert "not authorized to use its consumer group" in str(err)
+    assert "grant READ on the group" in str(err)
+
+
 @pytest.mark.parametrize(
     "exc_type",
     [
         ak.TopicAuthorizationFailedError,
-        ak.GroupAuthorizationFailedError,
         ak.ClusterAuthorizationFailedError,
         ak.TransactionalIdAuthorizationFailed,
     ],
