@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import pytest
 
 from bus.bulletin import Marking, Status
-from bus.kafka import Consumer, Record
+from bus.kafka import Consumer, Record, wait_until_authenticates
+from bus.provision import Provisioner
 from tests.e2e.conftest import Bus, running_edge
 
 pytestmark = pytest.mark.integration
@@ -173,3 +175,26 @@ async def test_a_policy_change_takes_effect_without_restart(bus: Bus) -> None:
     assert {e["policy_version"] for e in audit} == {1, 2}
     assert for_c[-1]["bulletin"]["bulletin_id"] == second.bulletin_id
     assert for_c[-1]["policy_version"] == 2
+
+
+async def test_an_agency_provisioned_while_the_router_runs_is_picked_up(bus: Bus) -> None:
+    newcomer = f"n-{bus.names.prefix.removeprefix('bus')}"
+    async with running_edge(bus) as router:
+        await bus.publish_policy(bus.policy([]))
+        await router.wait_for_policy(1)
+        added = await Provisioner(bus.admin, names=bus.names).add(newcomer)
+        assert added.password is not None
+        bus.agencies[newcomer] = bus.admin.with_credentials(newcomer, added.password)
+        bus.principals.append(newcomer)
+        await asyncio.to_thread(wait_until_authenticates, bus.agencies[newcomer])
+        await bus.publish_policy(bus.policy([share(bus, "n-to-b", "n", ["b"])], version=2))
+        await router.wait_for_policy(2)
+        bulletin = (
+            bus.generator("n", seed=7)
+            .bulletin("notice")
+            .model_copy(update={"marking": Marking.GREEN, "status": Status.ACTUAL})
+        )
+        await bus.send("n", bulletin)
+        views = await bus.views("b", 1)
+
+    assert views[0]["bulletin"]["source_agency"] == newcomer
