@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from bus.broker import Broker, BrokerConfig
 from bus.kafka import (
@@ -24,6 +25,12 @@ from bus.kafka import (
     TopicSpec,
     wait_until_authenticates,
 )
+
+# Property tests take their example counts from a profile, never from the test:
+# HYPOTHESIS_PROFILE=proof (make policy-proof) runs the policy proofs at 10,000 examples.
+settings.register_profile("default", max_examples=100, deadline=None)
+settings.register_profile("proof", max_examples=10_000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 TopicFactory = Callable[..., str]
 PrincipalFactory = Callable[..., KafkaConnection]
