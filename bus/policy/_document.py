@@ -117,9 +117,13 @@ class PseudonymizeRedaction(_Target):
 
 class GeneralizeRedaction(_Target):
     action: Literal[Action.GENERALIZE]
-    grid_km: float | None = Field(default=None, gt=0, le=1000, description="For positions.")
+    grid_km: float | None = Field(
+        default=None, ge=0.001, le=1000, allow_inf_nan=False, description="For positions."
+    )
     time_unit: Literal["hour", "day"] | None = Field(default=None, description="For times.")
-    bucket: float | None = Field(default=None, gt=0, description="For numbers.")
+    bucket: float | None = Field(
+        default=None, ge=1e-6, le=1e12, allow_inf_nan=False, description="For numbers."
+    )
 
     @model_validator(mode="after")
     def _one_parameter(self) -> GeneralizeRedaction:

@@ -180,11 +180,13 @@ def _apply(value: Any, node: OpTree, key: bytes, manifest: dict[str, AppliedReda
     if value is None:
         return None
     if node.step is not None:
-        manifest.setdefault(
-            node.path,
-            AppliedRedaction(node.path, node.step.action, node.step.detail, node.step.rules),
-        )
-        return _transform(value, node.step, key)
+        redacted = _transform(value, node.step, key)
+        if redacted != value:  # a short text under truncate, say, lost nothing
+            manifest.setdefault(
+                node.path,
+                AppliedRedaction(node.path, node.step.action, node.step.detail, node.step.rules),
+            )
+        return redacted
     if isinstance(value, list):
         return [_apply(item, node, key, manifest) for item in value]
     if isinstance(value, dict):
