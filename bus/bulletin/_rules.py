@@ -280,18 +280,21 @@ class BulletinSchema:
                     f"longer than {self.limits.max_text_chars} characters",
                 )
         elif isinstance(value, list):
-            if len(value) > self.limits.max_items:
-                yield Violation(
-                    path,
-                    f"{len(value)} items",
-                    Rule.TOO_MANY_ITEMS,
-                    f"more than {self.limits.max_items} items",
-                )
+            yield from self._count_items(value, path)
             for i, item in enumerate(value):
                 yield from self._walk_limits(item, f"{path}.{i}")
         elif isinstance(value, BaseModel):
             for name in type(value).model_fields:
                 yield from self._walk_limits(getattr(value, name), f"{path}.{name}")
+
+    def _count_items(self, value: list[Any], path: str) -> Iterator[Violation]:
+        if len(value) > self.limits.max_items:
+            yield Violation(
+                path,
+                f"{len(value)} items",
+                Rule.TOO_MANY_ITEMS,
+                f"more than {self.limits.max_items} items",
+            )
 
     def _walk_body(self, value: Any, type_name: str, path: str) -> Iterator[Violation]:
         """Limits everywhere in the body, and coordinate ranges on every Point."""
@@ -321,13 +324,7 @@ class BulletinSchema:
                 yield from self._walk_body(value, full, path)
             elif isinstance(branch, dict) and branch.get("type") == "array":
                 if isinstance(value, list):
-                    if len(value) > self.limits.max_items:
-                        yield Violation(
-                            path,
-                            f"{len(value)} items",
-                            Rule.TOO_MANY_ITEMS,
-                            f"more than {self.limits.max_items} items",
-                        )
+                    yield from self._count_items(value, path)
                     for i, item in enumerate(value):
                         yield from self._walk_field(item, branch["items"], ns, f"{path}.{i}")
             elif branch == "string" and isinstance(value, str):
