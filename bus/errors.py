@@ -20,6 +20,9 @@ The tree::
     ├── CodecError                    bytes that are not a valid record on the wire; `reason`
     ├── BulletinInvalid               semantic rules broken; `violations` lists each
     ├── PolicyError                   a sharing policy is invalid; `problems` lists each
+    ├── AdapterError                  an adapter could not take in or hand out a record
+    │   ├── DeliveryError             a sink could not deliver now (retriable unless told)
+    │   └── RecordRejected            a record the adapter can never map; `reason` says why
     └── KafkaAccessError              talking to a broker (bus.kafka)
         ├── KafkaAuthenticationError  SASL credentials refused
         ├── KafkaAuthorizationError   an ACL denied the operation
@@ -39,6 +42,7 @@ from __future__ import annotations
 from collections.abc import Sequence as _Sequence
 
 __all__ = [
+    "AdapterError",
     "BrokerError",
     "BrokerNotRunningError",
     "BrokerStartError",
@@ -46,6 +50,7 @@ __all__ = [
     "BulletinInvalid",
     "CodecError",
     "ConfigError",
+    "DeliveryError",
     "IncompatibleSchemaError",
     "InvalidSchemaError",
     "JarResolutionError",
@@ -59,6 +64,7 @@ __all__ = [
     "PolicyError",
     "PortInUseError",
     "ProducerFencedError",
+    "RecordRejected",
     "RegistryLookupError",
     "SchemaError",
     "SchemaFileError",
@@ -179,6 +185,36 @@ class PolicyError(LiaisonError):
     def __init__(self, message: str, *, problems: _Sequence[str] = ()) -> None:
         super().__init__(message)
         self.problems = list(problems) or [message]
+
+
+class AdapterError(LiaisonError):
+    """An adapter could not take in a native record or hand out a delivered view."""
+
+
+class DeliveryError(AdapterError):
+    """A sink could not deliver a view now; the runner retries it with backoff.
+
+    Raise it with ``retriable=False`` when trying again cannot help (the receiver
+    refuses the record for good): the runner then sends the view to the agency's
+    rejects with this message instead of retrying.
+    """
+
+    def __init__(self, message: str, *, retriable: bool = True) -> None:
+        super().__init__(message)
+        self.retriable = retriable
+
+
+class RecordRejected(AdapterError):  # noqa: N818 - reads as a verdict, like BulletinInvalid
+    """A record that the adapter can never map (a malformed line, a kind with no mapping).
+
+    ``reason`` is a short machine-readable code (``bad_json``, ``unmapped_kind``...);
+    the message says what is wrong and what to do. The runner writes both to the
+    agency's rejects: the record is never silently dropped.
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class KafkaAccessError(LiaisonError):

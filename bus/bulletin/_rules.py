@@ -19,6 +19,7 @@ from fastavro.validation import validate
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
+from bus.bulletin._json import body_from_json, body_to_json
 from bus.bulletin._model import AGENCY_ID_PATTERN, Bulletin, Marking, MsgType
 from bus.errors import BulletinInvalid
 from bus.schemas._catalog import BULLETIN, PRIMITIVES, SchemaCatalog, compose
@@ -116,6 +117,21 @@ class BulletinSchema:
             raise self._invalid(bulletin.bulletin_id, [self._unknown_kind(bulletin.kind)])
         record["body"] = (full, bulletin.body)
         return record
+
+    def to_json(self, bulletin: Bulletin) -> dict[str, Any]:
+        """The JSON form: RFC 3339 timestamps, enum symbols; see :mod:`bus.bulletin._json`."""
+        data = bulletin.model_dump(mode="json")
+        full = self.kinds.get(bulletin.kind)
+        if full is not None:
+            data["body"] = body_to_json(bulletin.body, full, self.catalog.types)
+        return data
+
+    def from_json(self, data: Mapping[str, Any]) -> Bulletin:
+        """Parse and fully validate the JSON form; raises :class:`BulletinInvalid`."""
+        body, full = data.get("body"), self.kinds.get(str(data.get("kind")))
+        if isinstance(body, Mapping) and full is not None:
+            data = {**data, "body": body_from_json(body, full, self.catalog.types)}
+        return self.parse(data)
 
     def from_avro(self, record: Mapping[str, Any]) -> Bulletin:
         """A decoded record as a :class:`Bulletin`; raises :class:`BulletinInvalid`."""

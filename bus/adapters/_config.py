@@ -1,0 +1,157 @@
+"""Adapter instances as configured in YAML, and adapter types found by entry point."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bus.adapters._contract import AdapterContext, AdapterType, Sink, Source
+from bus.bulletin import AGENCY_ID_PATTERN
+from bus.errors import ConfigError
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Direction",
+    "InstanceSpec",
+    "RunnerConfig",
+    "build_instance",
+    "discover_adapters",
+    "load_runner_config",
+]
+
+ENTRY_POINT_GROUP = "liaison.adapters"
+_INSTANCE_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+
+class Direction(StrEnum):
+    """Which way an instance moves records."""
+
+    SOURCE = "source"
+    """Native records in, bulletins onto the agency's from-topic."""
+    SINK = "sink"
+    """Views from the agency's to-topic out, as native records."""
+
+
+class InstanceSpec(BaseModel):
+    """One adapter instance: ``name`` / ``type`` / ``direction`` / ``config``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=_INSTANCE_NAME, description="Unique in the file; names the group.")
+    type: str = Field(min_length=1, description="An adapter type, e.g. jsonl, webhook, cap, stix.")
+    direction: Direction
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunnerConfig(BaseModel):
+    """The file ``liaison adapter run`` reads; Kafka credentials come from the environment."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    agency: str = Field(pattern=AGENCY_ID_PATTERN)
+    prefix: str = Field(default="liaison", pattern=r"^[a-z0-9][a-z0-9-]*$")
+    rejects_dir: Path = Field(
+        default=Path("rejects"), description="Each instance writes <name>.jsonl here."
+    )
+    state_dir: Path = Field(default=Path("state"), description="Each instance gets <name>/ here.")
+    health_port: int | None = Field(default=None, ge=0, le=65535)
+    status_interval_s: float = Field(default=30.0, gt=0)
+    max_in_flight: int = Field(default=100, ge=1, description="Unacknowledged bulletins at most.")
+    retry_initial_ms: int = Field(default=200, ge=1)
+    retry_max_ms: int = Field(default=30_000, ge=1)
+    instances: list[InstanceSpec] = Field(min_length=1)
+
+    @field_validator("instances")
+    @classmethod
+    def _unique_names(cls, instances: list[InstanceSpec]) -> list[InstanceSpec]:
+        seen: set[str] = set()
+        for spec in instances:
+            if spec.name in seen:
+                raise ValueError(f"instance name {spec.name!r} is used twice; names must be unique")
+            seen.add(spec.name)
+        return instances
+
+    def resolve(self, base: Path) -> RunnerConfig:
+        """Relative directories taken from ``base`` (the configuration file's directory)."""
+        return self.model_copy(
+            update={
+                "rejects_dir": base / self.rejects_dir,
+                "state_dir": base / self.state_dir,
+            }
+        )
+
+
+def _explain(exc: ValidationError, where: str) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"{where}{loc}: {err['msg']}")
+    return "; ".join(lines)
+
+
+def load_runner_config(path: Path) -> RunnerConfig:
+    """Read and validate a runner file; :class:`ConfigError` names each bad setting."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read the adapter configuration {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping with agency and instances")
+    try:
+        config = RunnerConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_explain(exc, '')}") from exc
+    return config.resolve(path.parent)
+
+
+def discover_adapters() -> dict[str, AdapterType]:
+    """Every adapter type installed under the entry-point group ``liaison.adapters``."""
+    found: dict[str, AdapterType] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        adapter = ep.load()
+        if not isinstance(adapter, AdapterType):
+            raise ConfigError(
+                f"entry point {ep.name} = {ep.value} is a {type(adapter).__name__}, "
+                "not a bus.adapters.AdapterType"
+            )
+        if adapter.name != ep.name:
+            raise ConfigError(
+                f"entry point {ep.name} names an AdapterType called {adapter.name!r}; "
+                "make the two equal"
+            )
+        found[ep.name] = adapter
+    return found
+
+
+def build_instance(
+    spec: InstanceSpec, adapters: dict[str, AdapterType], context: AdapterContext
+) -> Source | Sink:
+    """Validate the instance's config against its type's model and build it."""
+    where = f"instance {spec.name!r}"
+    adapter = adapters.get(spec.type)
+    if adapter is None:
+        known = ", ".join(sorted(adapters)) or "(none installed)"
+        raise ConfigError(f"{where}: unknown adapter type {spec.type!r}; installed: {known}")
+    factory = adapter.source if spec.direction is Direction.SOURCE else adapter.sink
+    if factory is None:
+        raise ConfigError(
+            f"{where}: adapter type {spec.type!r} has no {spec.direction.value} direction"
+        )
+    try:
+        config = factory.config.model_validate(spec.config)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, f"{where} config.")) from exc
+    return factory.build(config, context)
+
+
+def safe_file_name(name: str) -> str:
+    """``name`` reduced to characters safe in a file name."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
