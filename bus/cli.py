@@ -19,6 +19,12 @@ import typer
 from pydantic import SecretBytes, SecretStr
 from rich.console import Console
 
+from bus.adapters import (
+    AdapterRunner,
+    Direction,
+    discover_adapters,
+    load_runner_config,
+)
 from bus.broker import KAFKA_VERSION, Broker, BrokerConfig, cache_root, kafka_libs
 from bus.broker._compose import render_compose
 from bus.broker._launcher import read_state
@@ -64,6 +70,10 @@ agency_app = typer.Typer(
 app.add_typer(agency_app, name="agency")
 edge_app = typer.Typer(help="The edge router.", no_args_is_help=True)
 app.add_typer(edge_app, name="edge")
+adapter_app = typer.Typer(
+    help="Adapters: connect an agency's systems to the bus.", no_args_is_help=True
+)
+app.add_typer(adapter_app, name="adapter")
 registry_app = typer.Typer(
     help="The schema registry (Confluent-compatible REST API).", no_args_is_help=True
 )
@@ -601,6 +611,81 @@ def edge_run(
     except LiaisonError as exc:
         raise _fail(exc) from exc
     err.print(f"edge {instance}/{of} stopped: {router.stats}")
+
+
+@adapter_app.command("list")
+def adapter_list() -> None:
+    """List the installed adapter types (entry-point group liaison.adapters)."""
+    try:
+        adapters = discover_adapters()
+    except LiaisonError as exc:
+        raise _fail(exc) from exc
+    for name, adapter in sorted(adapters.items()):
+        directions = [
+            d.value
+            for d, f in ((Direction.SOURCE, adapter.source), (Direction.SINK, adapter.sink))
+            if f
+        ]
+        out.print(f"{name:10} {'/'.join(directions):12} {adapter.summary}", highlight=False)
+
+
+@adapter_app.command("check")
+def adapter_check(
+    config: Annotated[Path, typer.Argument(help="The adapter configuration (YAML).")],
+    schemas: SchemaDir = None,
+) -> None:
+    """Validate a configuration file and every instance's config, without Kafka."""
+    try:
+        loaded = load_runner_config(config)
+        AdapterRunner(
+            KafkaConnection(
+                bootstrap_servers="unused:9092", username="unused", password=SecretStr("")
+            ),
+            loaded,
+            schema=BulletinSchema(SchemaCatalog.load(schemas)),
+        )
+    except LiaisonError as exc:
+        raise _fail(exc) from exc
+    for spec in loaded.instances:
+        out.print(f"{spec.name}: {spec.type} {spec.direction.value} ok", highlight=False)
+
+
+@adapter_app.command("run")
+def adapter_run(
+    config: Annotated[Path, typer.Argument(help="The adapter configuration (YAML).")],
+    health_port: Annotated[
+        int | None,
+        typer.Option(help="Serve GET /healthz on 127.0.0.1:PORT (overrides the file)."),
+    ] = None,
+    data_dir: DataDir = _DEFAULT_DATA_DIR,
+    schemas: SchemaDir = None,
+) -> None:
+    """Run the configured adapter instances for one agency until SIGTERM or Ctrl-C.
+
+    Credentials: LIAISON_KAFKA_BOOTSTRAP/USERNAME/PASSWORD (the agency's own).
+    Exit codes: 0 stopped cleanly, 2 bad configuration or a failure.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        loaded = load_runner_config(config)
+        if health_port is not None:
+            loaded = loaded.model_copy(update={"health_port": health_port})
+        runner = AdapterRunner(
+            _connection(data_dir), loaded, schema=BulletinSchema(SchemaCatalog.load(schemas))
+        )
+    except LiaisonError as exc:
+        raise _fail(exc) from exc
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        await runner.run(stop)
+
+    try:
+        asyncio.run(main())
+    except LiaisonError as exc:
+        raise _fail(exc) from exc
+    err.print(runner.status().line(), highlight=False)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -96,6 +96,9 @@ def agency_acls(agency: str, names: TopicNames) -> list[Acl]:
     return [
         _acl(p, ResourceType.TOPIC, names.inbound(agency), AclOperation.WRITE),
         _acl(p, ResourceType.TOPIC, names.outbound(agency), AclOperation.READ),
+        # The registry topic holds only schema texts (public, in the repository); an
+        # agency's adapter runner reads it to encode bulletins and decode its views.
+        _acl(p, ResourceType.TOPIC, names.schemas, AclOperation.READ),
         _acl(p, ResourceType.GROUP, own, AclOperation.READ, prefixed=True),
         _acl(p, ResourceType.TRANSACTIONAL_ID, own, AclOperation.WRITE, prefixed=True),
     ]

@@ -34,6 +34,7 @@ from bus.adapters._contract import (
     Source,
     SourceFactory,
 )
+from bus.adapters._runner import AdapterRunner, RunnerStatus
 from bus.adapters._runtime import (
     DeliveryResult,
     InstanceMetrics,
@@ -46,6 +47,7 @@ from bus.adapters._runtime import (
 __all__ = [
     "ENTRY_POINT_GROUP",
     "AdapterContext",
+    "AdapterRunner",
     "AdapterType",
     "DeliveredView",
     "DeliveryResult",
@@ -58,6 +60,7 @@ __all__ = [
     "RejectsFile",
     "RetryPolicy",
     "RunnerConfig",
+    "RunnerStatus",
     "Sink",
     "SinkFactory",
     "Source",

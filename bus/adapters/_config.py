@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from enum import StrEnum
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -112,11 +113,24 @@ def load_runner_config(path: Path) -> RunnerConfig:
     return config.resolve(path.parent)
 
 
-def discover_adapters() -> dict[str, AdapterType]:
-    """Every adapter type installed under the entry-point group ``liaison.adapters``."""
+def discover_adapters(names: Iterable[str] | None = None) -> dict[str, AdapterType]:
+    """Adapter types installed under the entry-point group ``liaison.adapters``.
+
+    With ``names``, only those are loaded (a broken plugin that is not used cannot
+    stop the others); a name not installed is simply absent from the result.
+    """
+    wanted = set(names) if names is not None else None
     found: dict[str, AdapterType] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        adapter = ep.load()
+        if wanted is not None and ep.name not in wanted:
+            continue
+        try:
+            adapter = ep.load()
+        except Exception as exc:
+            raise ConfigError(
+                f"adapter type {ep.name} ({ep.value}) failed to load: "
+                f"{type(exc).__name__}: {exc}; reinstall or fix the package that provides it"
+            ) from exc
         if not isinstance(adapter, AdapterType):
             raise ConfigError(
                 f"entry point {ep.name} = {ep.value} is a {type(adapter).__name__}, "

@@ -252,7 +252,7 @@ def agency_controls(bus: Bus, me: str, short: str) -> list[Probe]:
     """What agency ``me`` may do; phase one (the group it creates is probed later)."""
     n, connection = bus.names, bus.agencies[me]
     own = n.agency_group_prefix(me)
-    expected = {n.inbound(me), n.outbound(me)}
+    expected = {n.inbound(me), n.outbound(me), n.schemas}
 
     def sees_only_its_own(topics: set[str]) -> str | None:
         return None if topics == expected else f"sees {sorted(topics)}, expected {sorted(expected)}"
@@ -279,7 +279,12 @@ def agency_controls(bus: Bus, me: str, short: str) -> list[Probe]:
             allowed=True,
         ),
         Probe(
-            f"{short} DESCRIBE topics (list): exactly its own from- and to-topic",
+            f"{short} READ the schemas topic {n.schemas} (its adapters encode and decode)",
+            partial(read_one, connection, n.schemas),
+            allowed=True,
+        ),
+        Probe(
+            f"{short} DESCRIBE topics (list): its own from- and to-topic, and the schemas",
             partial(as_admin, connection, methodcaller("list_topics")),
             allowed=True,
             verify=sees_only_its_own,
@@ -305,7 +310,8 @@ def agency_probes(bus: Bus, me: str, short: str) -> list[Probe]:
         probes += own_group_read_probes(bus, me, short, f"{other}'s from-topic", n.inbound(other))
     probes += own_group_read_probes(bus, me, short, "its own from-topic", n.inbound(me))
     for role, topic in bus_topics(bus).items():
-        probes += own_group_read_probes(bus, me, short, f"the {role} topic", topic)
+        if role != "schemas":  # public schema texts: the agency's adapters read them
+            probes += own_group_read_probes(bus, me, short, f"the {role} topic", topic)
     # Writing: other agencies' from-topics (spoofing), every to-topic, the bus's topics.
     for other in others:
         probes.append(
