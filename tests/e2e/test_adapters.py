@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 import yaml
@@ -29,8 +30,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from bus.adapters import AdapterRunner, InstanceSpec, RunnerConfig
+from bus.adapters import AdapterRunner, InstanceSpec, RejectsFile, RunnerConfig
 from bus.bulletin import Bulletin, Marking, Status
+from bus.kafka import Producer, read_to_end
 from tests.e2e.conftest import Bus, running_edge
 
 pytestmark = pytest.mark.integration
@@ -348,3 +350,61 @@ async def test_a_receiver_failing_three_times_gets_the_view_exactly_once(
     assert view["recipient"] == bus.agency("b")
     assert view["bulletin"]["bulletin_id"] == first.bulletin_id
     assert (metrics["delivered"], metrics["retries"], metrics["rejected"]) == (1, 3, 0)
+
+
+# -- the runner's own duties ----------------------------------------------------------------
+
+
+async def test_unreadable_records_and_foreign_bulletins_are_rejected_never_dropped(
+    bus: Bus, tmp_path: Path
+) -> None:
+    """A record on b's to-topic that is no view goes to b's rejects and the stream moves on;
+    a bulletin a's system claims came from b goes to a's rejects and never reaches Kafka."""
+    await bus.publish_policy(share(bus, [a_to_b(bus)]))
+    good, foreign = notices(bus, 2, seed=11)
+    foreign = foreign.model_copy(update={"source_agency": bus.agency("b")})
+    inbox, outbox = tmp_path / "a-inbox", tmp_path / "b-outbox"
+    source = runner_config(
+        bus,
+        "a",
+        tmp_path,
+        {
+            "name": "files-in",
+            "type": "jsonl",
+            "direction": "source",
+            "config": {"directory": str(inbox), "poll_interval_s": 0.1},
+        },
+    )
+    sink = runner_config(
+        bus,
+        "b",
+        tmp_path,
+        {
+            "name": "files-out",
+            "type": "jsonl",
+            "direction": "sink",
+            "config": {"directory": str(outbox)},
+        },
+    ).model_copy(update={"health_port": 0})
+    async with running_edge(bus), running_adapters(bus, sink) as runner:
+        async with Producer(bus.admin) as producer:  # only an administrator could do this
+            await producer.send(bus.names.outbound(bus.agency("b")), b"\x00\x00\x00\x00\x63junk")
+        async with running_adapters(bus, source):
+            lines = [json.dumps(bus.schema.to_json(b)) for b in (foreign, good)]
+            drop(inbox, "two.jsonl", ("\n".join(lines) + "\n").encode())
+            await eventually(lambda: len(views_file_ids(outbox / "views.jsonl")) >= 1, "a view")
+        assert runner.health_port is not None
+        async with httpx.AsyncClient() as client:
+            health = await client.get(f"http://127.0.0.1:{runner.health_port}/healthz")
+    assert views_file_ids(outbox / "views.jsonl") == [good.bulletin_id]
+    b_rejects = RejectsFile(tmp_path / "b" / "rejects" / "files-out.jsonl", "files-out").read()
+    assert [(r["reason"], r["origin"].rsplit(":", 1)[0]) for r in b_rejects] == [
+        ("unknown_schema_id", f"{bus.names.outbound(bus.agency('b'))}:0")
+    ]
+    a_rejects = RejectsFile(tmp_path / "a" / "rejects" / "files-in.jsonl", "files-in").read()
+    assert [(r["origin"], r["reason"]) for r in a_rejects] == [("two.jsonl:1", "wrong_source")]
+    inbound = await read_to_end(bus.admin, bus.names.inbound(bus.agency("a")))
+    assert [r.key for r in inbound] == [good.bulletin_id.encode()]
+    assert health.status_code == 200
+    status = health.json()["instances"]["files-out"]
+    assert (status["delivered"], status["rejected"], status["state"]) == (1, 1, "running")
