@@ -626,7 +626,11 @@ def adapter_list() -> None:
             for d, f in ((Direction.SOURCE, adapter.source), (Direction.SINK, adapter.sink))
             if f
         ]
-        out.print(f"{name:10} {'/'.join(directions):12} {adapter.summary}", highlight=False)
+        out.print(
+            f"{name:10} {'/'.join(directions):12} {adapter.summary}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @adapter_app.command("check")

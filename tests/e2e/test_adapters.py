@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
+import stix2
 import uvicorn
 import yaml
 from starlette.applications import Starlette
@@ -408,3 +409,157 @@ async def test_unreadable_records_and_foreign_bulletins_are_rejected_never_dropp
     assert health.status_code == 200
     status = health.json()["instances"]["files-out"]
     assert (status["delivered"], status["rejected"], status["state"]) == (1, 1, "running")
+
+
+# -- CAP in, STIX and webhook out -----------------------------------------------------------
+
+TLP_AMBER_STIX = "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421"
+
+
+def cap_alert(identifier: str, sender: str, canaries: dict[str, str]) -> bytes:
+    """A fictional CAP 1.2 alert as an agency's warning system would write it."""
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">
+  <identifier>{identifier}</identifier>
+  <sender>{sender}</sender>
+  <sent>2026-11-25T06:30:00+00:00</sent>
+  <status>Actual</status>
+  <msgType>Alert</msgType>
+  <scope>Restricted</scope>
+  <restriction>TLP:AMBER</restriction>
+  <code>TLP:AMBER</code>
+  <info>
+    <category>Met</category>
+    <event>River flooding</event>
+    <urgency>Expected</urgency>
+    <severity>Severe</severity>
+    <certainty>Likely</certainty>
+    <headline>Flood warning for the fictional Lower Quay</headline>
+    <description>The fictional river Wend is rising at the quay. {canaries["description"]}
+    </description>
+    <instruction>Move vehicles away from the quay.</instruction>
+    <contact>{canaries["contact"]}</contact>
+    <area>
+      <areaDesc>{canaries["place"]}</areaDesc>
+      <circle>51.4523,-0.9731 2.5</circle>
+    </area>
+  </info>
+</alert>
+""".encode()
+
+
+async def test_a_cap_file_of_a_leaves_b_as_stix_and_c_as_a_webhook_each_redacted(
+    bus: Bus, tmp_path: Path, webhook_secret: bytes
+) -> None:
+    a, b, c = (bus.agency(x) for x in "abc")
+    canaries = {
+        "description": f"CANARY-DESCRIPTION-{os.urandom(6).hex()}",
+        "contact": f"Duty Officer CANARY-CONTACT-{os.urandom(6).hex()}",
+        "place": f"Lower Quay CANARY-PLACE-{os.urandom(6).hex()}",
+    }
+    policy = bus.policy(
+        [
+            {
+                "id": "alerts-to-b",
+                "source": {"agencies": [a]},
+                "recipients": {"agencies": [b]},
+                "kinds": ["alert"],
+                "max_marking": "AMBER",
+                "redact": [
+                    {"tag": "pii", "action": "mask", "token": "[name withheld]"},
+                    {"field": "body.description", "action": "truncate", "max_chars": 40},
+                ],
+            },
+            {
+                "id": "alerts-to-c",
+                "source": {"agencies": [a]},
+                "recipients": {"agencies": [c]},
+                "kinds": ["alert"],
+                "max_marking": "AMBER",
+                "redact": [
+                    {"tag": "pii", "action": "drop"},
+                    {"field": "area.place_names", "action": "drop"},
+                    {"field": "area.point", "action": "generalize", "grid_km": 10},
+                ],
+            },
+        ]
+    )
+    await bus.publish_policy(policy)
+    inbox, stix_out = tmp_path / "a-cap-inbox", tmp_path / "b-stix-outbox"
+    receiver = Receiver(webhook_secret)
+    async with receiver.running() as url:
+        configs = [
+            runner_config(
+                bus,
+                "a",
+                tmp_path,
+                {
+                    "name": "cap-in",
+                    "type": "cap",
+                    "direction": "source",
+                    "config": {"directory": str(inbox), "poll_interval_s": 0.1},
+                },
+            ),
+            runner_config(
+                bus,
+                "b",
+                tmp_path,
+                {
+                    "name": "stix-out",
+                    "type": "stix",
+                    "direction": "sink",
+                    "config": {"directory": str(stix_out)},
+                },
+            ),
+            runner_config(
+                bus,
+                "c",
+                tmp_path,
+                {
+                    "name": "hook-out",
+                    "type": "webhook",
+                    "direction": "sink",
+                    "config": {"url": url, "secret_env": SECRET_ENV},
+                },
+            ),
+        ]
+        async with (
+            running_edge(bus),
+            running_adapters(bus, configs[0]),
+            running_adapters(bus, configs[1]),
+            running_adapters(bus, configs[2]),
+        ):
+            drop(inbox, "flood.xml", cap_alert("NR-2026-0042", f"{a}@example.invalid", canaries))
+            await receiver.wait_for(1)
+            await eventually(lambda: any(stix_out.glob("*.json")), "a STIX bundle at b")
+    assert (inbox / "processed" / "flood.xml").exists()
+
+    # b: a STIX 2.1 bundle, TLP:AMBER, the description cut to 40 characters, the name masked.
+    (bundle_file,) = stix_out.glob("*.json")
+    raw_stix = bundle_file.read_text(encoding="utf-8")
+    bundle = stix2.parse(raw_stix, allow_custom=True)
+    (report,) = [o for o in bundle.objects if o.type == "report"]
+    assert report.name == "Flood warning for the fictional Lower Quay"
+    assert TLP_AMBER_STIX in report.object_marking_refs
+    assert len(report.description) <= 41
+    notes = " ".join(o.content for o in bundle.objects if o.type == "note")
+    assert "body.description" in notes
+    assert "truncate" in notes.lower()
+    assert "body.sender_contact.name" in notes
+
+    # c: the JSON view, signed, with the contact and place names dropped, the point coarse.
+    raw_view = receiver.stored["NR-2026-0042"].decode()
+    view = json.loads(raw_view)
+    assert view["recipient"] == c
+    assert view["bulletin"]["body"]["sender_contact"] is None
+    assert view["bulletin"]["area"]["place_names"] is None
+    point = view["bulletin"]["area"]["point"]
+    assert (point["lat"], point["lon"]) != (51.4523, -0.9731)
+    assert abs(point["lat"] - 51.4523) < 0.2
+    assert {r["path"] for r in view["redactions"]} >= {"area.place_names", "area.point"}
+
+    # No withheld value reaches bytes either recipient holds.
+    for text, holder in ((raw_stix, "b's STIX bundle"), (raw_view, "c's webhook body")):
+        assert canaries["contact"] not in text, holder
+    assert canaries["description"] not in raw_stix
+    assert canaries["place"] not in raw_view
