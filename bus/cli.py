@@ -689,6 +689,10 @@ def adapter_run(
         asyncio.run(main())
     except LiaisonError as exc:
         raise _fail(exc) from exc
+    except Exception as exc:  # an adapter's bug: show it, exit 2 as documented
+        logging.getLogger("liaison.adapter").exception("the runner failed")
+        err.print(f"[bold red]error:[/] {type(exc).__name__} in an adapter: {exc}")
+        raise typer.Exit(code=2) from exc
     err.print(runner.status().line(), highlight=False)
 
 

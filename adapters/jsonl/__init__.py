@@ -84,8 +84,10 @@ class JsonlSource:
         async for path in self.inbox.files(stop):
             if not await self._publish_file(path, outlet, stop):
                 return  # stopped mid-file: the progress file says where to resume
-            await asyncio.to_thread(self.inbox.done, path)
+            # Forget the progress first: a crash between the two steps then means a file
+            # published again (duplicates recipients recognise), never one skipped.
             await asyncio.to_thread(self.progress_file.unlink, missing_ok=True)
+            await asyncio.to_thread(self.inbox.done, path)
 
     async def _publish_file(self, path: Path, outlet: Outlet, stop: asyncio.Event) -> bool:
         try:
@@ -95,7 +97,15 @@ class JsonlSource:
             await outlet.reject(origin=path.name, reason="unreadable", detail=str(exc.strerror))
             await asyncio.to_thread(self.inbox.fail, path)
             return True
-        identity = {"file": path.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+        # The claim (a rename) set ctime; with the inode it tells this file from any
+        # later one of the same name, size and mtime.
+        identity = {
+            "file": path.name,
+            "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns,
+            "inode": stat.st_ino,
+            "ctime_ns": stat.st_ctime_ns,
+        }
         done = await asyncio.to_thread(self._resume_point, identity)
         numbered = [(n, line) for n, line in enumerate(lines, start=1) if n > done]
         for start in range(0, len(numbered), _BATCH):
@@ -137,7 +147,10 @@ class JsonlSource:
 
     def _save_progress(self, progress: dict[str, Any]) -> None:
         temporary = self.progress_file.with_suffix(".tmp")
-        temporary.write_text(json.dumps(progress), encoding="utf-8")
+        with temporary.open("w", encoding="utf-8") as out:
+            out.write(json.dumps(progress))
+            out.flush()
+            os.fsync(out.fileno())
         temporary.replace(self.progress_file)
 
 
@@ -153,7 +166,7 @@ class JsonlSink:
     async def start(self) -> None:
         try:
             await asyncio.to_thread(self._recover)
-        except OSError as exc:
+        except OSError as exc:  # ConfigError from _recover passes through
             raise ConfigError(
                 f"cannot use {self.path} for views: {exc.strerror}; "
                 "point the adapter's directory setting at a writable directory"
@@ -169,9 +182,18 @@ class JsonlSink:
             # A crash cut the last line short; its offset was never committed.
             with self.path.open("r+b") as out:
                 out.truncate(len(complete) + 1 if complete else 0)
-        for line in complete.split(b"\n"):
-            if line.strip():
-                self.delivered.add(json.loads(line)["bulletin"]["bulletin_id"])
+                os.fsync(out.fileno())
+        for number, line in enumerate(complete.split(b"\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                bulletin = json.loads(line)["bulletin"]
+                self.delivered.add(f"{bulletin['source_agency']}/{bulletin['bulletin_id']}")
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ConfigError(
+                    f"line {number} of {self.path} is not a view this sink wrote "
+                    f"({type(exc).__name__}); move the file aside or repair the line"
+                ) from exc
 
     async def stop(self) -> None:
         return None

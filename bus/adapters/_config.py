@@ -66,6 +66,12 @@ class RunnerConfig(BaseModel):
     max_in_flight: int = Field(default=100, ge=1, description="Unacknowledged bulletins at most.")
     retry_initial_ms: int = Field(default=200, ge=1)
     retry_max_ms: int = Field(default=30_000, ge=1)
+    schema_wait_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="How long a sink waits for the registry to learn a view's schema id "
+        "before it sends the view to the rejects as unknown_schema_id.",
+    )
     instances: list[InstanceSpec] = Field(min_length=1)
 
     @field_validator("instances")
@@ -135,6 +141,11 @@ def discover_adapters(names: Iterable[str] | None = None) -> dict[str, AdapterTy
             raise ConfigError(
                 f"entry point {ep.name} = {ep.value} is a {type(adapter).__name__}, "
                 "not a bus.adapters.AdapterType"
+            )
+        if ep.name in found:
+            raise ConfigError(
+                f"two installed packages provide the adapter type {ep.name!r}; "
+                "uninstall one, or rename its entry point"
             )
         if adapter.name != ep.name:
             raise ConfigError(

@@ -66,8 +66,13 @@ class DeliveredView(BaseModel):
 
     @property
     def dedup_key(self) -> str:
-        """The bulletin id: a sink that writes it can recognise a redelivery."""
-        return self.bulletin.bulletin_id
+        """``<source agency>/<bulletin id>``: what a sink remembers to recognise a redelivery.
+
+        Bulletin ids are chosen by their source agency, so only the pair is unique: a
+        sink keyed by the bare id would let one agency suppress another's bulletins by
+        reusing its ids. Neither part can contain ``/``.
+        """
+        return f"{self.bulletin.source_agency}/{self.bulletin.bulletin_id}"
 
     def withheld(self, path: str) -> Redaction | None:
         """The redaction applied at ``path`` or to one of its parents, if any."""

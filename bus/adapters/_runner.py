@@ -14,10 +14,13 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Mapping
+from collections.abc import Awaitable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import uvicorn
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from bus.adapters._config import (
@@ -44,11 +47,17 @@ from bus.adapters._runtime import (
     deliver_with_retry,
 )
 from bus.bulletin import Bulletin, BulletinSchema
-from bus.codec import WireCodec
-from bus.errors import CodecError, ConfigError, LiaisonError, RegistryLookupError
+from bus.codec import CodecReason, WireCodec
+from bus.errors import (
+    CodecError,
+    ConfigError,
+    KafkaOperationError,
+    LiaisonError,
+    RegistryLookupError,
+)
 from bus.kafka import Consumer, KafkaConnection, Producer, Record, TopicPartition
 from bus.registry import KafkaRegistryStore
-from bus.schemas import BULLETIN, SchemaCatalog, canonical_json
+from bus.schemas import BULLETIN, VIEW, SchemaCatalog, canonical_json
 from bus.topics import TopicNames
 
 __all__ = ["AdapterRunner", "RunnerStatus"]
@@ -112,9 +121,30 @@ class _KafkaOutlet:
             await self.reject(origin=origin, reason=refusal.reason, detail=refusal.detail)
             return refusal
         assert checked is not None
-        value = self._runner.codec.encode(self._schema_id, self.schema.to_avro(checked))
-        async with self._window:
-            await self._producer.send(self._topic, value, key=checked.bulletin_id.encode())
+        try:
+            value = self._runner.codec.encode(self._schema_id, self.schema.to_avro(checked))
+        except CodecError as exc:
+            refusal = PublishOutcome(
+                accepted=False,
+                bulletin_id=checked.bulletin_id,
+                reason="unencodable",
+                detail=f"{exc}; the bulletin holds something Avro cannot carry",
+            )
+        else:
+            try:
+                async with self._window:
+                    await self._producer.send(self._topic, value, key=checked.bulletin_id.encode())
+            except KafkaOperationError as exc:
+                # The broker refused this record (too large, say), not the connection.
+                refusal = PublishOutcome(
+                    accepted=False,
+                    bulletin_id=checked.bulletin_id,
+                    reason="refused_by_kafka",
+                    detail=str(exc),
+                )
+        if refusal is not None:
+            await self.reject(origin=origin, reason=refusal.reason, detail=refusal.detail)
+            return refusal
         self._instance.metrics.published += 1
         self._instance.metrics.touch()
         return PublishOutcome(accepted=True, bulletin_id=checked.bulletin_id)
@@ -122,7 +152,7 @@ class _KafkaOutlet:
     async def reject(self, *, origin: str, reason: str, detail: str) -> None:
         await self._instance.rejects.write(origin=origin, reason=reason, detail=detail)
         self._instance.metrics.rejected += 1
-        self._instance.metrics.last_error = f"{reason}: {detail}"[:500]
+        self._instance.metrics.last_error = reason  # never a value: /healthz shows it
         self._instance.metrics.touch()
 
 
@@ -152,6 +182,7 @@ class AdapterRunner:
         )
         self._instances = [self._build(spec) for spec in config.instances]
         self._codec: WireCodec | None = None
+        self._view_schema = canonical_json(self.schema.catalog.composed(VIEW))
 
     @property
     def codec(self) -> WireCodec:
@@ -247,38 +278,35 @@ class AdapterRunner:
             stop.set()
             for task in tasks:
                 task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+                if isinstance(outcome, Exception):
+                    log.debug("task ended with %s while stopping", type(outcome).__name__)
             for instance in reversed(self._instances):
                 if instance.started:
-                    instance.state = "stopped"
-                    try:
-                        await instance.adapter.stop()
-                    except Exception:
-                        log.exception("instance %s failed to stop cleanly", instance.spec.name)
+                    instance.state = "stopped" if instance.state != "failed" else "failed"
+                    await _quietly(f"instance {instance.spec.name}", instance.adapter.stop())
             if health is not None:
-                await health.stop()
+                await _quietly("the health endpoint", health.stop())
             if producer is not None:
-                with contextlib.suppress(LiaisonError):
-                    await producer.stop()
-            await registry.stop()
+                await _quietly("the producer", producer.stop())
+            await _quietly("the registry reader", registry.stop())
 
     async def _supervise(self, tasks: list[asyncio.Task[None]], stop: asyncio.Event) -> None:
+        """Return when ``stop`` is set (after letting instances finish what they hold) or
+        every instance has finished; raise the first instance failure."""
         stopper = asyncio.create_task(stop.wait(), name="stop")
         try:
-            while True:
+            while tasks:
                 done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
                 if stopper in done:
-                    # Let every instance finish what it holds (sinks commit) before cancelling.
+                    # Sinks finish the view in hand and commit; sources return.
                     await asyncio.wait(tasks, timeout=30)
-                    return
+                    done = {t for t in tasks if t.done()}
                 for task in [t for t in tasks if t in done]:
-                    exc = task.exception()
-                    if exc is not None:
-                        raise exc
-                    tasks.remove(task)  # a source with nothing more to do
-                if not tasks:
+                    if not task.cancelled() and task.exception() is not None:
+                        raise cast(BaseException, task.exception())
+                    tasks.remove(task)  # an instance with nothing more to do
+                if stopper in done:
                     return
         finally:
             stopper.cancel()
@@ -302,22 +330,31 @@ class AdapterRunner:
             await source.run(outlet, stop)
         except Exception as exc:
             instance.state = "failed"
-            instance.metrics.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            instance.metrics.last_error = type(exc).__name__
             raise
         instance.state = "finished" if not stop.is_set() else "stopping"
 
     # -- sinks -------------------------------------------------------------------------
 
     async def _run_sink(self, instance: _Instance, sink: Sink, stop: asyncio.Event) -> None:
-        agency = self.config.agency
-        topic = self.names.outbound(agency)
-        group = f"{self.names.agency_group_prefix(agency)}{instance.spec.name}"
-        consumer = Consumer(
-            self.connection, topic, group_id=group, isolation_level="read_committed"
-        )
+        """Deliver the agency's to-topic in order, committing each offset after delivery.
+
+        The consumer is assigned every partition and commits to the instance's group
+        without joining it (as the edge router does): no heartbeat to miss during a long
+        retry, no rebalance to replay an in-memory batch. Run one runner per instance name.
+        """
+        topic = self.names.outbound(self.config.agency)
+        group = f"{self.names.agency_group_prefix(self.config.agency)}{instance.spec.name}"
+        consumer = Consumer(self.connection, group_id=group, isolation_level="read_committed")
         await consumer.start()
         try:
+            owned: set[TopicPartition] = set()
+            loop = asyncio.get_running_loop()
+            next_refresh = 0.0
             while not stop.is_set():
+                if loop.time() >= next_refresh:
+                    owned = await self._assign(consumer, topic, owned)
+                    next_refresh = loop.time() + 10
                 for record in await consumer.getmany(timeout_ms=500, max_records=100):
                     if not await self._hand_over(instance, sink, record, stop):
                         return  # stopped during retries: not committed, redelivered later
@@ -327,11 +364,42 @@ class AdapterRunner:
                         return
         except Exception as exc:
             instance.state = "failed"
-            instance.metrics.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            instance.metrics.last_error = type(exc).__name__
             raise
         finally:
             with contextlib.suppress(LiaisonError):
                 await consumer.stop()
+
+    @staticmethod
+    async def _assign(
+        consumer: Consumer, topic: str, owned: set[TopicPartition]
+    ) -> set[TopicPartition]:
+        partitions = (await consumer.topic_partitions()).get(topic, set())
+        wanted = {TopicPartition(topic, p) for p in partitions}
+        if wanted and wanted != owned:
+            consumer.assign(sorted(wanted))
+            for tp in sorted(wanted):
+                committed = await consumer.committed(tp)
+                if committed is None:
+                    await consumer.seek_to_beginning(tp)
+                else:
+                    consumer.seek(tp, committed)
+        return wanted
+
+    async def _decode_view(self, record: Record) -> DeliveredView:
+        """The view, read with the View schema this runner knows (so a compatible newer
+        writer schema resolves); waits ``schema_wait_s`` for a registry that lags."""
+        deadline = asyncio.get_running_loop().time() + self.config.schema_wait_s
+        while True:
+            try:
+                decoded = self.codec.decode(record.value or b"", reader_schema=self._view_schema)
+            except CodecError as exc:
+                lagging = exc.reason == CodecReason.UNKNOWN_SCHEMA_ID
+                if lagging and asyncio.get_running_loop().time() < deadline:
+                    await asyncio.sleep(0.2)  # the registry tail may not have it yet
+                    continue
+                raise
+            return DeliveredView.from_avro(decoded.record)
 
     async def _hand_over(
         self, instance: _Instance, sink: Sink, record: Record, stop: asyncio.Event
@@ -339,13 +407,14 @@ class AdapterRunner:
         """Deliver one record (or reject it); ``False`` if the runner stopped first."""
         origin = f"{record.topic}:{record.partition}:{record.offset}"
         try:
-            view = DeliveredView.from_avro(self.codec.decode(record.value or b"").record)
+            view = await self._decode_view(record)
         except (CodecError, ValidationError, KeyError, TypeError) as exc:
             reason = exc.reason if isinstance(exc, CodecError) else "undecodable_view"
             await instance.rejects.write(
                 origin=origin, reason=reason, detail=f"{type(exc).__name__}: cannot read the view"
             )
             instance.metrics.rejected += 1
+            instance.metrics.last_error = reason
             return True
         result = await deliver_with_retry(
             sink, view, retry=self.retry, stop=stop, metrics=instance.metrics
@@ -367,6 +436,22 @@ class AdapterRunner:
             log.info("%s", self.status().line())
 
 
+async def _quietly(what: str, step: Awaitable[None]) -> None:
+    """Run one shutdown step; a failure is logged and never skips the next step."""
+    try:
+        await asyncio.wait_for(step, 30)
+    except Exception:
+        log.exception("%s did not stop cleanly", what)
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn without its signal handlers: the runner owns SIGINT and SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
 class _HealthServer:
     """``GET /healthz``: the runner's status as JSON (200 when ready and nothing failed)."""
 
@@ -377,10 +462,6 @@ class _HealthServer:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
-        import uvicorn
-        from fastapi import FastAPI
-        from fastapi.responses import JSONResponse
-
         app = FastAPI(title="liaison adapter runner", openapi_url=None, docs_url=None)
 
         @app.get("/healthz")
@@ -402,7 +483,7 @@ class _HealthServer:
                 f"health_port {self.port} is not free ({exc.strerror}); choose another"
             ) from exc
         config = uvicorn.Config(app, log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
+        self._server = _EmbeddedServer(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="health")
         port: int = sock.getsockname()[1]
         return port

@@ -62,7 +62,8 @@ class InstanceMetrics:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with full jitter, without an attempt limit by default."""
+    """Exponential backoff with equal jitter (a delay between half and all of the
+    ceiling), without an attempt limit by default."""
 
     initial_ms: int = 200
     max_ms: int = 30_000
@@ -72,7 +73,8 @@ class RetryPolicy:
 
     def delay_s(self, attempt: int, rng: random.Random) -> float:
         """Delay before retry number ``attempt`` (1 for the first retry)."""
-        ceiling = min(self.max_ms, self.initial_ms * self.multiplier ** (attempt - 1))
+        growth = self.multiplier ** min(attempt - 1, 60)  # no float overflow in a long outage
+        ceiling = min(self.max_ms, self.initial_ms * growth)
         return rng.uniform(ceiling / 2, ceiling) / 1000
 
 
@@ -112,7 +114,7 @@ async def deliver_with_retry(
         except RecordRejected as exc:
             return _rejected(metrics, attempt, exc.reason, str(exc))
         except DeliveryError as exc:
-            metrics.last_error = str(exc)
+            metrics.last_error = "delivery_error"
             if not exc.retriable:
                 return _rejected(metrics, attempt, "undeliverable", str(exc))
             if retry.max_attempts is not None and attempt >= retry.max_attempts:
@@ -135,7 +137,7 @@ async def deliver_with_retry(
 
 def _rejected(metrics: InstanceMetrics, attempts: int, reason: str, detail: str) -> DeliveryResult:
     metrics.rejected += 1
-    metrics.last_error = detail
+    metrics.last_error = reason  # never the detail: /healthz shows it
     metrics.touch()
     return DeliveryResult(delivered=False, attempts=attempts, reason=reason, detail=detail)
 

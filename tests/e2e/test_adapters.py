@@ -61,6 +61,7 @@ def runner_config(bus: Bus, short: str, tmp_path: Path, *instances: dict[str, An
         retry_initial_ms=20,
         retry_max_ms=200,
         status_interval_s=5,
+        schema_wait_s=1,
         instances=[InstanceSpec.model_validate(i) for i in instances],
     )
 
@@ -346,8 +347,9 @@ async def test_a_receiver_failing_three_times_gets_the_view_exactly_once(
             await bus.send("a", second)
             await receiver.wait_for(2)
     assert receiver.calls == [503, 503, 503, 200, 200]
-    assert list(receiver.stored) == [first.bulletin_id, second.bulletin_id]
-    view = json.loads(receiver.stored[first.bulletin_id])
+    a = bus.agency("a")
+    assert list(receiver.stored) == [f"{a}/{first.bulletin_id}", f"{a}/{second.bulletin_id}"]
+    view = json.loads(receiver.stored[f"{a}/{first.bulletin_id}"])
     assert view["recipient"] == bus.agency("b")
     assert view["bulletin"]["bulletin_id"] == first.bulletin_id
     assert (metrics["delivered"], metrics["retries"], metrics["rejected"]) == (1, 3, 0)
@@ -531,11 +533,11 @@ async def test_a_cap_file_of_a_leaves_b_as_stix_and_c_as_a_webhook_each_redacted
         ):
             drop(inbox, "flood.xml", cap_alert("NR-2026-0042", f"{a}@example.invalid", canaries))
             await receiver.wait_for(1)
-            await eventually(lambda: any(stix_out.glob("*.json")), "a STIX bundle at b")
+            await eventually(lambda: any(stix_out.glob("*/*.json")), "a STIX bundle at b")
     assert (inbox / "processed" / "flood.xml").exists()
 
     # b: a STIX 2.1 bundle, TLP:AMBER, the description cut to 40 characters, the name masked.
-    (bundle_file,) = stix_out.glob("*.json")
+    (bundle_file,) = stix_out.glob("*/*.json")
     raw_stix = bundle_file.read_text(encoding="utf-8")
     bundle = stix2.parse(raw_stix, allow_custom=True)
     (report,) = [o for o in bundle.objects if o.type == "report"]
@@ -548,7 +550,7 @@ async def test_a_cap_file_of_a_leaves_b_as_stix_and_c_as_a_webhook_each_redacted
     assert "body.sender_contact.name" in notes
 
     # c: the JSON view, signed, with the contact and place names dropped, the point coarse.
-    raw_view = receiver.stored["NR-2026-0042"].decode()
+    raw_view = receiver.stored[f"{a}/NR-2026-0042"].decode()
     view = json.loads(raw_view)
     assert view["recipient"] == c
     assert view["bulletin"]["body"]["sender_contact"] is None

@@ -134,7 +134,8 @@ def test_json_form_of_a_view_round_trips_its_bulletin(
     schema: BulletinSchema, view: DeliveredView
 ) -> None:
     data = view.to_json(schema)
-    assert data["bulletin"]["bulletin_id"] == view.dedup_key
+    assert data["bulletin"]["bulletin_id"] == view.bulletin.bulletin_id
+    assert view.dedup_key == f"{view.bulletin.source_agency}/{view.bulletin.bulletin_id}"
     assert data["redactions"][0]["path"] == view.redactions[0].path
     assert isinstance(data["bulletin"]["issued_at"], str)
 

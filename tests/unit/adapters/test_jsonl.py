@@ -142,7 +142,7 @@ async def test_a_torn_last_line_is_cut_off_and_delivered_again(
     await again.deliver(views[1])
     await again.stop()
     ids = [json.loads(line)["bulletin"]["bulletin_id"] for line in path.read_text().splitlines()]
-    assert ids == [views[0].dedup_key, views[1].dedup_key]
+    assert ids == [views[0].bulletin.bulletin_id, views[1].bulletin.bulletin_id]
 
 
 async def test_a_restarted_source_resumes_after_the_last_line_handled(
@@ -174,7 +174,7 @@ async def test_a_restarted_source_resumes_after_the_last_line_handled(
     await first.start()
     await asyncio.wait_for(first.run(first_outlet, stop), 10)
     await first.stop()
-    assert (tmp_path / "in" / "bulk.jsonl").exists(), "a half-published file stays in the inbox"
+    assert (tmp_path / "in" / ".working" / "bulk.jsonl").exists(), "a half-published file waits"
 
     second_outlet, second_stop = MemoryOutlet(schema), asyncio.Event()
     second = ADAPTER.source.build(config, context(tmp_path, schema))  # type: ignore[union-attr]
@@ -186,3 +186,73 @@ async def test_a_restarted_source_resumes_after_the_last_line_handled(
     await second.stop()
     published = [b.bulletin_id for b in first_outlet.published + second_outlet.published]
     assert published == [b.bulletin_id for b in bulletins]
+
+
+async def test_a_file_renamed_in_under_a_name_being_read_is_not_lost(
+    tmp_path: Path, schema: BulletinSchema
+) -> None:
+    """The inbox claims a file before reading it, so the next export.jsonl renamed into
+    the inbox while the first is still being published is a file of its own."""
+    generator = BulletinGenerator(schema, seed=8, agencies=[KIT_AGENCY])
+    first = [generator.bulletin("notice") for _ in range(250)]
+    second = [generator.bulletin("notice") for _ in range(3)]
+    inbox = tmp_path / "in"
+    drop_file(inbox, "export.jsonl", [json.dumps(schema.to_json(b)) for b in first])
+
+    class DropsTheNextExport(MemoryOutlet):
+        async def publish(
+            self, bulletin: Bulletin | Mapping[str, Any], *, origin: str
+        ) -> PublishOutcome:
+            if len(self.published) == 50:
+                drop_file(inbox, "export.jsonl", [json.dumps(schema.to_json(b)) for b in second])
+            return await super().publish(bulletin, origin=origin)
+
+    outlet, stop = DropsTheNextExport(schema), asyncio.Event()
+    config = JsonlSourceConfig(directory=inbox, poll_interval_s=0.05)
+    source = ADAPTER.source.build(config, context(tmp_path, schema))  # type: ignore[union-attr]
+    await source.start()
+    task = asyncio.create_task(source.run(outlet, stop))
+    await outlet.wait_for(published=253)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    await source.stop()
+    assert [b.bulletin_id for b in outlet.published] == [b.bulletin_id for b in [*first, *second]]
+    assert sorted(p.name for p in (inbox / "processed").iterdir()) == [
+        "export.1.jsonl",
+        "export.jsonl",
+    ]
+
+
+async def test_a_resubmitted_file_is_read_again_even_after_a_stale_progress_file(
+    tmp_path: Path, schema: BulletinSchema
+) -> None:
+    """A crash between forgetting progress and moving the file aside cannot make a later
+    file with the same name, size and mtime look already published."""
+    generator = BulletinGenerator(schema, seed=9, agencies=[KIT_AGENCY])
+    bulletins = [generator.bulletin("notice") for _ in range(3)]
+    lines = [json.dumps(schema.to_json(b)) for b in bulletins]
+    inbox = tmp_path / "in"
+    path = drop_file(inbox, "same.jsonl", lines)
+    stat = path.stat()
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "progress.json").write_text(
+        json.dumps(
+            {
+                "file": "same.jsonl",
+                "size": stat.st_size,
+                "mtime_ns": stat.st_mtime_ns,
+                "lines_done": 4,
+            }
+        )
+    )
+    outlet, stop = MemoryOutlet(schema), asyncio.Event()
+    config = JsonlSourceConfig(directory=inbox, poll_interval_s=0.05)
+    source = ADAPTER.source.build(config, context(tmp_path, schema))  # type: ignore[union-attr]
+    await source.start()
+    task = asyncio.create_task(source.run(outlet, stop))
+    await outlet.wait_for(published=3)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    await source.stop()
+    assert [b.bulletin_id for b in outlet.published] == [b.bulletin_id for b in bulletins]

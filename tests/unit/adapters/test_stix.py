@@ -249,7 +249,7 @@ def test_every_kind_maps_to_a_bundle_strict_stix2_accepts() -> None:
         assert isinstance(bundle, stix2.v21.Bundle)
         objects = list(bundle.objects)
         report = only(objects, "report")
-        assert liaison_id(report) == view.dedup_key
+        assert liaison_id(report) == view.bulletin.bulletin_id
         assert report["name"]
         assert report["published"] == view.bulletin.issued_at
         assert f"liaison:kind={view.bulletin.kind}" in report["labels"]
