@@ -5,11 +5,11 @@ TLP 2.0 marking definitions (see :mod:`adapters.stix.tlp` for the fixed ids
 and where they were verified).
 
 Sink (``direction: sink``): each delivered view, of any kind, becomes one bundle
-``<outbox>/<bulletin_id>.json`` (':' written as '_'), idempotent by bulletin id::
+``<outbox>/<source agency>/<bulletin id>.json`` (':' written as '%3A'), idempotent
+by :attr:`bus.adapters.DeliveredView.dedup_key`::
 
-    sinks:
-      - adapter: stix
-        config: {directory: /srv/liaison/stix-out}
+    instances:
+      - {name: stix-out, type: stix, direction: sink, config: {directory: /srv/stix-out}}
 
 =============================  ===============================================================
 Liaison (view)                 STIX 2.1

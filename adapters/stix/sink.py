@@ -83,7 +83,7 @@ class StixSinkConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     directory: Path = Field(
-        description="The outbox: one ``<bulletin_id>.json`` bundle per view (':' becomes '_'), "
+        description="The outbox: one ``<source agency>/<bulletin id>.json`` bundle per view (':' becomes '%3A'), "
         "written atomically; an existing file means the view was already delivered."
     )
 
