@@ -83,7 +83,8 @@ class StixSinkConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     directory: Path = Field(
-        description="The outbox: one ``<source agency>/<bulletin id>.json`` bundle per view (':' becomes '%3A'), "
+        description="The outbox: one ``<source agency>/<bulletin id>.json`` bundle per view "
+        "(':' becomes '%3A'), "
         "written atomically; an existing file means the view was already delivered."
     )
 
