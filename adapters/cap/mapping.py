@@ -60,6 +60,7 @@ UNNAMED_AREA = "(unnamed area)"
 _PLACEHOLDERS = frozenset({WITHHELD, UNNAMED_AREA})
 _XSD_FILE = "CAP-v1.2.xsd"
 _MAX_REPORTED_ERRORS = 5
+_MAX_PARSER_MESSAGE = 200
 _BULLETIN_ID = re.compile(BULLETIN_ID_PATTERN)
 # Characters XML 1.0 cannot carry at all, not even escaped.
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -169,6 +170,14 @@ def _q(name: str) -> str:
     return f"{{{CAP_NAMESPACE}}}{name}"
 
 
+def _said(exc: BaseException) -> str:
+    """A parser's message, cut short: it may quote the untrusted document at length."""
+    text = str(exc)
+    if len(text) > _MAX_PARSER_MESSAGE:
+        return text[:_MAX_PARSER_MESSAGE] + "..."
+    return text
+
+
 # -- parsing untrusted bytes -----------------------------------------------------------
 
 
@@ -177,12 +186,15 @@ def parse_cap(data: bytes) -> ET.Element:
 
     Raises :class:`CapRefusal` with reason ``unsafe_xml`` (a DTD declaring entities,
     an external entity or DTD, a document nested too deep) or ``invalid_cap`` (not
-    well-formed, not valid against the XSD, or not an ``<alert>``), with the parser's
-    or validator's explanation (path and reason of each problem) in ``detail``.
+    well-formed, an unknown or unusable character encoding, bytes that do not decode,
+    not valid against the XSD, or not an ``<alert>``), with the parser's or
+    validator's explanation (path and reason of each problem) in ``detail``. Nothing
+    else escapes: whatever the parser or validator raises on these bytes is a refusal.
     """
+    schema = cap_schema()  # outside the try: a broken install is not the document's fault
     try:
         resource = xmlschema.XMLResource(io.BytesIO(data), allow="none", defuse="always")
-        errors = list(islice(cap_schema().iter_errors(resource), _MAX_REPORTED_ERRORS))
+        errors = list(islice(schema.iter_errors(resource), _MAX_REPORTED_ERRORS))
     except XMLResourceForbidden as exc:
         raise CapRefusal(
             "unsafe_xml",
@@ -193,6 +205,36 @@ def parse_cap(data: bytes) -> ET.Element:
     except xmlschema.XMLResourceError as exc:
         # blocked access (allow="none") or a limit exceeded (xmlschema.limits)
         raise CapRefusal("unsafe_xml", f"refused: {exc}") from exc
+    except RecursionError as exc:
+        raise CapRefusal(
+            "unsafe_xml", "refused: the document is nested too deep to parse safely"
+        ) from exc
+    except LookupError as exc:
+        # expat hands an encoding it does not know to Python's codecs: an unknown name
+        # ("U-F-8") or a codec that is not a text encoding ("rot13", "base64")
+        raise CapRefusal(
+            "invalid_cap",
+            f"unsupported character encoding in the XML declaration: {_said(exc)}; "
+            "CAP documents should be UTF-8",
+        ) from exc
+    except UnicodeError as exc:
+        raise CapRefusal(
+            "invalid_cap",
+            f"the bytes cannot be decoded in the declared character encoding: {_said(exc)}; "
+            "CAP documents should be UTF-8",
+        ) from exc
+    except ValueError as exc:
+        # e.g. "multi-byte encodings are not supported" for a declared utf-32 or utf-7
+        raise CapRefusal(
+            "invalid_cap",
+            f"the XML parser cannot read the document: {_said(exc)}; CAP documents should be UTF-8",
+        ) from exc
+    except Exception as exc:
+        raise CapRefusal(
+            "invalid_cap",
+            "the XML parser or validator failed on the document "
+            f"({type(exc).__name__}: {_said(exc)})",
+        ) from exc
     if errors:
         problems = "; ".join(
             f"at {error.path or '/'}: {error.reason or error.message}" for error in errors
@@ -237,7 +279,12 @@ def _time(text: str, where: str) -> str:
         ) from exc
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise CapRefusal("bad_time", f"<{where}> {text.strip()!r} has no UTC offset")
-    return moment.astimezone(UTC).isoformat()
+    try:
+        return moment.astimezone(UTC).isoformat()
+    except OverflowError as exc:  # 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+        raise CapRefusal(
+            "bad_time", f"<{where}> {text.strip()!r} is out of range in UTC: {exc}"
+        ) from exc
 
 
 def _bulletin_id(text: str, where: str) -> str:

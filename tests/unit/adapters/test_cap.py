@@ -773,6 +773,94 @@ def test_unmappable_cap_is_refused_with_a_clear_reason(
     assert explained in caught.detail
 
 
+def declared(encoding: str) -> str:
+    return f'<?xml version="1.0" encoding="{encoding}"?>'
+
+
+@pytest.mark.parametrize(
+    ("document", "explained"),
+    [
+        # expat hands names it does not know to Python's codecs, which raise LookupError
+        (cap_document(prolog=declared("U-F-8")), "U-F-8"),
+        (cap_document(prolog=declared("x" * 5000)), "unknown encoding"),
+        (cap_document(prolog=declared("rot13")), "not a text encoding"),
+        (cap_document(prolog=declared("base64")), "not a text encoding"),
+        # a codec that cannot decode with the parser's error handler raises UnicodeError
+        (cap_document(prolog=declared("idna")), "cannot be decoded"),
+        # multi-byte codecs expat cannot use raise ValueError
+        (cap_document(prolog=declared("utf-32")), "multi-byte encodings"),
+        (cap_document(prolog=declared("UTF-7")), "multi-byte encodings"),
+        (cap_document(prolog=declared("shift_jis")), "multi-byte encodings"),
+        # latin-1 decodes every byte, but \x01 and \x02 are not XML characters
+        (
+            cap_document(prolog=declared("latin-1")).replace(b"flood-1", b"flood-\x01\x02"),
+            "not well-formed",
+        ),
+        (cap_document(prolog=declared("ascii")).replace(b"flood-1", b"flood-\xff"), "well-formed"),
+        (cap_document(prolog=declared("utf-8")).replace(b"flood-1", b"flood-\xc3"), "well-formed"),
+        (cap_document(prolog=declared("cp1252")).replace(b"flood-1", b"flood-\x81"), "well-formed"),
+        # a UTF-16 byte-order mark followed by garbage: odd length, a lone surrogate
+        (b"\xff\xfe" + b"\x00\xd8garbage\xff", "not well-formed"),
+        (b"\xfe\xff" + b"\xd8\x00<\x00", "not well-formed"),
+        (b"\xff\xfe" + cap_document(), "not well-formed"),
+        (b"\xff\xfe\x00\x00" + cap_document(), "not well-formed"),
+        # UTF-8 bytes that claim to be UTF-16, or carry a BOM that contradicts the declaration
+        (cap_document(prolog=declared("utf-16")), "encoding"),
+        (b"\xef\xbb\xbf" + cap_document(prolog=declared("utf-16")), "encoding"),
+    ],
+)
+def test_bogus_or_mismatched_encodings_are_refused_not_crashed(
+    document: bytes, explained: str
+) -> None:
+    with pytest.raises(CapRefusal) as caught:
+        parse_cap(document)
+    assert caught.value.reason == "invalid_cap"
+    assert explained in caught.value.detail
+    assert len(caught.value.detail) < 500  # the document is never echoed at length
+
+
+def test_declared_encodings_the_parser_supports_are_read() -> None:
+    for encoding in ("UTF-8", "utf-8", "latin-1", "ISO-8859-1", "US-ASCII", "cp1252"):
+        assert parse_cap(cap_document(prolog=declared(encoding))).tag == f"{{{CAP_NAMESPACE}}}alert"
+    utf16 = cap_document(prolog=declared("UTF-16")).decode().encode("utf-16")
+    assert parse_cap(utf16).tag == f"{{{CAP_NAMESPACE}}}alert"
+
+
+@pytest.mark.parametrize(
+    ("raised", "reason", "explained"),
+    [
+        (RecursionError("maximum recursion depth exceeded"), "unsafe_xml", "nested too deep"),
+        (LookupError("unknown encoding: U-F-8"), "invalid_cap", "U-F-8"),
+        (UnicodeDecodeError("utf-8", b"\xc3", 0, 1, "unexpected end"), "invalid_cap", "decoded"),
+        (ValueError("multi-byte encodings are not supported"), "invalid_cap", "multi-byte"),
+        (TypeError("something unforeseen"), "invalid_cap", "TypeError: something unforeseen"),
+    ],
+)
+def test_any_parser_failure_becomes_a_refusal(
+    monkeypatch: pytest.MonkeyPatch, raised: Exception, reason: str, explained: str
+) -> None:
+    def parser(*args: object, **kwargs: object) -> None:
+        raise raised
+
+    monkeypatch.setattr("xmlschema.XMLResource", parser)
+    with pytest.raises(CapRefusal) as caught:
+        parse_cap(cap_document())
+    assert caught.value.reason == reason
+    assert explained in caught.value.detail
+
+
+@pytest.mark.parametrize(
+    "sent", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "0001-01-01T00:59:59+01:00"]
+)
+def test_a_valid_time_outside_the_utc_range_is_refused(sent: str) -> None:
+    document = cap_document().replace(
+        b"2031-03-14T08:00:00+02:00</sent>", f"{sent}</sent>".encode()
+    )
+    caught = refusal(document)
+    assert caught.reason == "bad_time"
+    assert "out of range" in caught.detail
+
+
 def outcome(data: bytes) -> dict[str, Any] | CapRefusal:
     """The mapped bulletin, or the refusal: anything else raised is a bug."""
     try:
@@ -960,7 +1048,10 @@ async def test_the_sink_writes_each_alert_once_and_names_the_file_by_id(
         await sink.deliver(view)
     await sink.stop()
     written = Outbox(tmp_path / "out", ".xml").written()
-    assert [p.name for p in written] == [v.dedup_key.replace(":", "_") + ".xml" for v in views]
+    assert [p.relative_to(tmp_path / "out").as_posix() for p in written] == [
+        f"{v.bulletin.source_agency}/{v.bulletin.bulletin_id.replace(':', '%3A')}.xml"
+        for v in views
+    ]
     for path in written:
         assert xsd_valid(path.read_bytes())
         assert root_of(path.read_bytes()).findtext("cap:sender", "", NS) == "kit-desk"
