@@ -16,6 +16,7 @@ from types import FrameType
 from typing import Annotated
 
 import typer
+from prometheus_client import start_http_server
 from pydantic import SecretBytes, SecretStr
 from rich.console import Console
 
@@ -29,8 +30,11 @@ from bus.broker import KAFKA_VERSION, Broker, BrokerConfig, cache_root, kafka_li
 from bus.broker._compose import render_compose
 from bus.broker._launcher import read_state
 from bus.bulletin import BulletinGenerator, BulletinSchema
+from bus.cli_api import api_app
+from bus.cli_demo import demo_app
+from bus.credentials import connection_from_file, save_credentials
 from bus.edge import EdgeConfig, EdgeRouter, install_stop_signals, publish_policy
-from bus.errors import LiaisonError
+from bus.errors import ConfigError, LiaisonError
 from bus.kafka import KafkaAdmin, KafkaConnection
 from bus.policy import (
     CompiledPolicy,
@@ -78,6 +82,8 @@ registry_app = typer.Typer(
     help="The schema registry (Confluent-compatible REST API).", no_args_is_help=True
 )
 app.add_typer(registry_app, name="registry")
+app.add_typer(api_app, name="api")
+app.add_typer(demo_app, name="demo")
 
 out = Console()
 err = Console(stderr=True)
@@ -223,7 +229,15 @@ SchemaDir = Annotated[
 
 
 def _connection(data_dir: Path) -> KafkaConnection:
-    """Kafka credentials: LIAISON_KAFKA_* variables, else the local broker in data_dir."""
+    """Kafka credentials, first found of: LIAISON_KAFKA_CREDENTIALS (a credentials file
+    written by provisioning), LIAISON_KAFKA_BOOTSTRAP/USERNAME/PASSWORD, the local broker
+    in ``data_dir``."""
+    credentials = os.environ.get("LIAISON_KAFKA_CREDENTIALS")
+    if credentials:
+        try:
+            return connection_from_file(Path(credentials))
+        except ConfigError as exc:
+            raise _fail(exc) from exc
     bootstrap = os.environ.get("LIAISON_KAFKA_BOOTSTRAP")
     if bootstrap:
         return KafkaConnection(
@@ -314,14 +328,23 @@ def registry_serve(
 
 
 def _keys() -> RedactionKeys:
-    """Pseudonym key from LIAISON_PSEUDONYM_KEY (hex), else a random one for this run."""
+    """Pseudonym key from LIAISON_PSEUDONYM_KEY (hex) or the file LIAISON_PSEUDONYM_KEY_FILE
+    names, else a random one for this run."""
     raw = os.environ.get("LIAISON_PSEUDONYM_KEY")
+    key_file = os.environ.get("LIAISON_PSEUDONYM_KEY_FILE")
+    if not raw and key_file:
+        try:
+            raw = Path(key_file).read_text().strip()
+        except OSError as exc:
+            raise typer.BadParameter(
+                f"LIAISON_PSEUDONYM_KEY_FILE={key_file}: {exc.strerror}"
+            ) from exc
     if raw:
         try:
             return RedactionKeys(master=SecretBytes(bytes.fromhex(raw)))
         except ValueError as exc:
             raise typer.BadParameter(
-                "LIAISON_PSEUDONYM_KEY must be hex (for example from `openssl rand -hex 32`)"
+                "the pseudonym key must be hex (for example from `openssl rand -hex 32`)"
             ) from exc
     err.print("LIAISON_PSEUDONYM_KEY is unset: pseudonyms use a random key for this run only")
     return RedactionKeys(master=SecretBytes(secrets.token_bytes(32)))
@@ -424,21 +447,7 @@ _DEFAULT_CREDENTIALS = Path(".liaison/credentials")
 
 
 def _save_credentials(directory: Path, agency: str, bootstrap: str, password: str) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{agency}.json"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(
-            {
-                "bootstrap_servers": bootstrap,
-                "username": agency,
-                "password": password,
-                "mechanism": "SCRAM-SHA-512",
-                "security_protocol": "SASL_PLAINTEXT",
-            },
-            f,
-        )
-    return path
+    return save_credentials(directory, agency, bootstrap, password)
 
 
 def _report(result: ProvisionResult, credentials_dir: Path, bootstrap: str) -> None:
@@ -570,6 +579,12 @@ def edge_run(
     prefix: Annotated[
         str, typer.Option(help="Topic prefix of the bus.", envvar="LIAISON_TOPIC_PREFIX")
     ] = "liaison",
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus metrics on this port.")
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="Address of the metrics server.")] = (
+        "127.0.0.1"
+    ),
     pre_commit_pause_ms: Annotated[int, typer.Option(hidden=True)] = 0,
     announce_commits: Annotated[bool, typer.Option(hidden=True)] = False,
     data_dir: DataDir = _DEFAULT_DATA_DIR,
@@ -577,11 +592,17 @@ def edge_run(
 ) -> None:
     """Route bulletins until SIGTERM or Ctrl-C (the open batch commits first).
 
-    Credentials: LIAISON_KAFKA_BOOTSTRAP/USERNAME/PASSWORD (the edge principal).
-    Pseudonym key: LIAISON_PSEUDONYM_KEY (hex), required so tokens survive restarts.
+    Credentials: LIAISON_KAFKA_CREDENTIALS (file) or LIAISON_KAFKA_BOOTSTRAP/USERNAME/PASSWORD
+    (the edge principal). Pseudonym key: LIAISON_PSEUDONYM_KEY (hex) or
+    LIAISON_PSEUDONYM_KEY_FILE, required so tokens survive restarts.
     """
-    if not os.environ.get("LIAISON_PSEUDONYM_KEY"):
-        err.print("LIAISON_PSEUDONYM_KEY (hex) is required: pseudonyms must survive restarts")
+    if not (
+        os.environ.get("LIAISON_PSEUDONYM_KEY") or os.environ.get("LIAISON_PSEUDONYM_KEY_FILE")
+    ):
+        err.print(
+            "LIAISON_PSEUDONYM_KEY (hex) or LIAISON_PSEUDONYM_KEY_FILE is required: "
+            "pseudonyms must survive restarts"
+        )
         raise typer.Exit(code=2)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
@@ -600,6 +621,9 @@ def edge_run(
     except (LiaisonError, ValueError) as exc:
         err.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(code=2) from exc
+
+    if metrics_port is not None:
+        start_http_server(metrics_port, addr=metrics_host, registry=router.metrics.registry)
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -145,6 +145,12 @@ def admin_service_acls(principal: str, names: TopicNames) -> list[Acl]:
         _acl(principal, ResourceType.TOPIC, names.policies, AclOperation.WRITE),
         _acl(principal, ResourceType.TOPIC, names.schemas, AclOperation.READ),
         _acl(principal, ResourceType.TOPIC, names.schemas, AclOperation.WRITE),
+        # Replaying a dead letter sends its original bytes back to its source topic. The
+        # router still checks them like any other record (anti-spoofing included), and
+        # cluster ALTER already lets this principal grant itself anything.
+        _acl(principal, ResourceType.TOPIC, names.inbound_prefix, AclOperation.WRITE, True),
+        # Router lag: the edge group's committed offsets (OffsetFetch needs DESCRIBE).
+        _acl(principal, ResourceType.GROUP, names.edge_group, AclOperation.DESCRIBE),
     ]
 
 

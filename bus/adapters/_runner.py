@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Awaitable, Generator, Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -58,6 +58,7 @@ from bus.errors import (
 from bus.kafka import Consumer, KafkaConnection, Producer, Record, TopicPartition
 from bus.registry import KafkaRegistryStore
 from bus.schemas import BULLETIN, VIEW, SchemaCatalog, canonical_json
+from bus.serving import EmbeddedServer
 from bus.topics import TopicNames
 
 __all__ = ["AdapterRunner", "RunnerStatus"]
@@ -444,14 +445,6 @@ async def _quietly(what: str, step: Awaitable[None]) -> None:
         log.exception("%s did not stop cleanly", what)
 
 
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn without its signal handlers: the runner owns SIGINT and SIGTERM."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
 class _HealthServer:
     """``GET /healthz``: the runner's status as JSON (200 when ready and nothing failed)."""
 
@@ -483,7 +476,7 @@ class _HealthServer:
                 f"health_port {self.port} is not free ({exc.strerror}); choose another"
             ) from exc
         config = uvicorn.Config(app, log_level="warning", lifespan="off")
-        self._server = _EmbeddedServer(config)
+        self._server = EmbeddedServer(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="health")
         port: int = sock.getsockname()[1]
         return port

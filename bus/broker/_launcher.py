@@ -502,6 +502,10 @@ class Broker:
             stderr=subprocess.STDOUT,
             preexec_fn=preexec,
             start_new_session=detach,
+            # A foreground broker gets a process group of its own: a terminal's Ctrl-C
+            # reaches only its owner, which stops it last, after its clients have
+            # committed (PR_SET_PDEATHSIG still ends it if the owner dies).
+            process_group=None if detach else 0,
         )
 
     def _wait_ready(self) -> None:

@@ -3,6 +3,7 @@
 from bus.edge._router import (
     POLICY_KEY,
     EdgeConfig,
+    EdgeMetrics,
     EdgeRouter,
     install_stop_signals,
     owner_of,
@@ -12,6 +13,7 @@ from bus.edge._router import (
 __all__ = [
     "POLICY_KEY",
     "EdgeConfig",
+    "EdgeMetrics",
     "EdgeRouter",
     "install_stop_signals",
     "owner_of",

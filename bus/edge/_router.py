@@ -20,12 +20,14 @@ import hashlib
 import json
 import logging
 import signal
+import time
 import zlib
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import BaseModel, ConfigDict, Field
 
 from bus.bulletin import Bulletin, BulletinSchema
@@ -46,6 +48,7 @@ from bus.topics import TopicNames
 __all__ = [
     "POLICY_KEY",
     "EdgeConfig",
+    "EdgeMetrics",
     "EdgeRouter",
     "install_stop_signals",
     "owner_of",
@@ -92,6 +95,33 @@ class EdgeConfig(BaseModel):
             raise ValueError(f"instance={self.instance} must be below instances={self.instances}")
 
 
+class EdgeMetrics:
+    """The router's own Prometheus metrics, in a registry of its own.
+
+    ``liaison edge run --metrics-port`` serves it; the demo adds it to the admin API's
+    ``/metrics``. Decision counts per agency come from the audit log (the admin API).
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        self.commit_latency = Histogram(
+            "liaison_edge_commit_latency_seconds",
+            "Time from a batch's first record to its committed transaction.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=self.registry,
+        )
+        self.transactions = Counter(
+            "liaison_edge_transactions", "Transactions committed.", registry=self.registry
+        )
+        self.bulletins = Counter(
+            "liaison_edge_bulletins", "Input records routed.", registry=self.registry
+        )
+        self.views = Counter("liaison_edge_views", "Views produced.", registry=self.registry)
+        self.dead_letters = Counter(
+            "liaison_edge_dead_letters", "Input records dead-lettered.", registry=self.registry
+        )
+
+
 @dataclass
 class _Outputs:
     """What one input record produces inside the transaction."""
@@ -119,6 +149,7 @@ class EdgeRouter:
         self._policy: CompiledPolicy | None = None
         self._policy_changed = asyncio.Event()
         self.stats = {"bulletins": 0, "views": 0, "dead_letters": 0, "transactions": 0}
+        self.metrics = EdgeMetrics()
 
     @property
     def policy_version(self) -> int | None:
@@ -274,6 +305,7 @@ class EdgeRouter:
     ) -> None:
         policy = self._policy
         assert policy is not None
+        started = time.monotonic()
         view_id = registry.state.version(VIEW, "latest").schema_id
         offsets: dict[TopicPartition, int] = {}
         for record in batch:
@@ -281,8 +313,10 @@ class EdgeRouter:
         await producer.begin_transaction()
         await producer.send_offsets_to_transaction(offsets, self.names.edge_group)
         deliveries: list[Awaitable[RecordMetadata]] = []
+        tallies: list[tuple[int, int]] = []
         for record in batch:
             outputs = self._process(record, codec, policy, view_id)
+            tallies.append((outputs.delivered, int(outputs.rejected)))
             for topic, key, value, headers in outputs.sends:
                 deliveries.append(await producer.enqueue(topic, value, key=key, headers=headers))
             self.stats["bulletins"] += 1
@@ -297,6 +331,11 @@ class EdgeRouter:
             await asyncio.sleep(self.config.pre_commit_pause_ms / 1000)
         await producer.commit_transaction()
         self.stats["transactions"] += 1
+        self.metrics.commit_latency.observe(time.monotonic() - started)
+        self.metrics.transactions.inc()
+        self.metrics.bulletins.inc(len(batch))
+        self.metrics.views.inc(sum(counts[0] for counts in tallies))
+        self.metrics.dead_letters.inc(sum(counts[1] for counts in tallies))
         if self.config.announce_commits:
             print(f"committed {number}", flush=True)  # noqa: T201 - fault-injection seam
 

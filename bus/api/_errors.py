@@ -1,0 +1,126 @@
+"""The admin API's errors: JSON with a stable code and a message that says what to do.
+
+Every error answer is ``{"error": {"code": "...", "message": "..."}}``. Codes are part of
+the API (clients branch on them); messages are for people. No answer ever carries a
+stack trace, a request value that failed validation, or a secret.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from bus.errors import (
+    ConfigError,
+    KafkaAccessError,
+    KafkaUnavailableError,
+    LiaisonError,
+    PolicyError,
+)
+
+__all__ = ["ApiError", "ErrorBody", "ErrorDetail", "install_api_errors"]
+
+log = logging.getLogger("liaison.api")
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx and 5xx answer of the admin API."""
+
+    error: ErrorDetail
+
+
+class ApiError(Exception):
+    """An answer other than success, with its HTTP status and stable code."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def error_response(status: int, code: str, message: str, **headers: str) -> JSONResponse:
+    body = ErrorBody(error=ErrorDetail(code=code, message=message))
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers or None)
+
+
+_HTTP_CODES = {
+    401: ("unauthenticated", "send 'Authorization: Bearer <token>' with a valid token"),
+    403: ("forbidden", "this token's role may not do this"),
+    404: ("not_found", "no such resource; check the path"),
+    405: ("method_not_allowed", "see /docs for the methods this path accepts"),
+}
+
+
+def _location(error: dict[str, Any]) -> str:
+    return ".".join(str(part) for part in error.get("loc", ()))
+
+
+def install_api_errors(app: FastAPI, *, registry_prefix: str) -> None:
+    """Translate every failure into the error body; registry paths keep Confluent's."""
+
+    @app.exception_handler(ApiError)
+    async def _api(_: Request, exc: ApiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+        return error_response(exc.status, exc.code, exc.message, **headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code, message = _HTTP_CODES.get(exc.status_code, ("http_error", "see /docs"))
+        return error_response(exc.status_code, code, message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Name each bad field and what is wrong; never echo the value (it may be a
+        # payload value the caller should not see repeated in logs or proxies).
+        problems = "; ".join(
+            f"{_location(e)}: {e.get('msg', 'invalid')}" for e in exc.errors()[:10]
+        )
+        if request.url.path.startswith(registry_prefix):
+            return JSONResponse(
+                {"error_code": 42201, "message": f"invalid request: {problems}"},
+                status_code=422,
+                media_type="application/vnd.schemaregistry.v1+json",
+            )
+        return error_response(422, "invalid_request", f"{problems}; see /docs for the model")
+
+    @app.exception_handler(PolicyError)
+    async def _policy(_: Request, exc: PolicyError) -> JSONResponse:
+        return error_response(422, "invalid_policy", str(exc))
+
+    @app.exception_handler(ConfigError)
+    async def _config(_: Request, exc: ConfigError) -> JSONResponse:
+        return error_response(422, "invalid_value", str(exc))
+
+    @app.exception_handler(KafkaUnavailableError)
+    async def _unavailable(_: Request, exc: KafkaUnavailableError) -> JSONResponse:
+        log.warning("broker unavailable: %s", exc)
+        return error_response(
+            503, "broker_unavailable", "the Kafka broker is unreachable; retry shortly"
+        )
+
+    @app.exception_handler(KafkaAccessError)
+    async def _kafka(_: Request, exc: KafkaAccessError) -> JSONResponse:
+        log.error("Kafka refused an admin operation: %s", exc)
+        return error_response(
+            502, "broker_error", "the Kafka broker refused the operation; see the API's log"
+        )
+
+    @app.exception_handler(LiaisonError)
+    async def _liaison(_: Request, exc: LiaisonError) -> JSONResponse:
+        log.error("unexpected error: %s", exc)
+        return error_response(500, "internal_error", "the operation failed; see the API's log")
+
+    @app.exception_handler(Exception)
+    async def _bug(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return error_response(500, "internal_error", "the operation failed; see the API's log")
