@@ -6,18 +6,24 @@ message are shown); 2 bad usage or configuration; 3 the API could not be reached
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
+from urllib.parse import quote
 
 import httpx
 import typer
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
+from rich.text import Text
 
 from bus.credentials import save_credentials
 from bus.errors import ConfigError, LiaisonError
@@ -88,11 +94,17 @@ class Api:
             base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=120
         )
 
+    def __enter__(self) -> Api:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._client.close()  # however the command ends: its connections are released
+
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self._client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            err.print(f"[bold red]error:[/] cannot reach the admin API at {self.url}: {exc}")
+            _error(f"cannot reach the admin API at {self.url}: {exc}")
             raise typer.Exit(code=3) from exc
         if not response.is_success:
             _refused(response)
@@ -107,6 +119,12 @@ class Api:
         return self.call("POST", path, **kwargs)
 
 
+def _request(url: str, token: str, method: str, path: str, **kwargs: Any) -> Any:
+    """One call to the API, with a client of its own."""
+    with Api(url, token) as api:
+        return api.call(method, path, **kwargs)
+
+
 def _refused(response: httpx.Response) -> NoReturn:
     try:
         body = response.json()
@@ -119,8 +137,34 @@ def _refused(response: httpx.Response) -> NoReturn:
         code, message = str(body["error_code"]), str(body.get("message", ""))
     else:
         code, message = "http_error", response.reason_phrase
-    err.print(f"[bold red]error[/] {response.status_code} {code}: {message}", highlight=False)
+    err.print(
+        f"[bold red]error[/] {escape(f'{response.status_code} {code}: {message}')}",
+        highlight=False,
+        soft_wrap=True,
+    )
     raise typer.Exit(code=1)
+
+
+def _say(text: str) -> None:
+    """One line on stdout, as it is: values may hold brackets, which are not rich markup."""
+    out.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _note(text: str) -> None:
+    """One line on stderr, as it is."""
+    err.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _error(text: str) -> None:
+    err.print(f"[bold red]error:[/] {escape(text)}", highlight=False, soft_wrap=True)
+
+
+def _segment(value: str, what: str) -> str:
+    """``value`` as one URL path segment: ``../agencies/x`` must not reach another route."""
+    if value in ("", ".", ".."):
+        _error(f"{value!r} is not a valid {what}")
+        raise typer.Exit(code=2)
+    return quote(value, safe="")
 
 
 def _print_json(value: Any) -> None:
@@ -132,7 +176,7 @@ def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) ->
     for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
+        table.add_row(*(Text("" if v is None else str(v)) for v in row))
     out.print(table)
 
 
@@ -146,10 +190,10 @@ def _read_document(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
-        err.print(f"[bold red]error:[/] cannot read {path}: {exc}")
+        _error(f"cannot read {path}: {exc}")
         raise typer.Exit(code=2) from exc
     if not isinstance(data, dict):
-        err.print(f"[bold red]error:[/] {path} does not hold a mapping (a JSON/YAML object)")
+        _error(f"{path} does not hold a mapping (a JSON/YAML object)")
         raise typer.Exit(code=2)
     return data
 
@@ -194,7 +238,7 @@ def serve(
         settings = ApiSettings(prefix=prefix, tokens_path=tokens, public_bootstrap=public_bootstrap)
         app = create_app(_connection(data_dir), settings)
     except (LiaisonError, ValueError) as exc:
-        err.print(f"[bold red]error:[/] {exc}")
+        _error(str(exc))
         raise typer.Exit(code=2) from exc
     serve_api(host, port, app)
 
@@ -224,22 +268,22 @@ def tokens_create(
         try:
             secret, info = TokenStore(file).create(role, label)
         except ConfigError as exc:
-            err.print(f"[bold red]error:[/] {exc}")
+            _error(str(exc))
             raise typer.Exit(code=2) from exc
         answer: dict[str, Any] = {"token": secret, "info": info.model_dump(mode="json")}
     else:
-        answer = Api(url, token).post("/tokens", json={"role": role, "label": label})
+        answer = _request(url, token, "POST", "/tokens", json={"role": role, "label": label})
     if as_json:
         _print_json(answer)
         return
-    err.print(f"token {answer['info']['id']} ({answer['info']['role']}); shown once:")
+    _note(f"token {answer['info']['id']} ({answer['info']['role']}); shown once:")
     print(answer["token"])  # noqa: T201 - the one place a secret is meant to be seen
 
 
 @tokens_app.command("list")
 def tokens_list(url: Url = _DEFAULT_URL, token: Token = "", as_json: AsJson = False) -> None:
     """Tokens' ids, roles and labels (never the tokens)."""
-    answer = Api(url, token).get("/tokens")
+    answer = _request(url, token, "GET", "/tokens")
     if as_json:
         _print_json(answer)
         return
@@ -257,11 +301,11 @@ def tokens_revoke(
     token: Token = "",
     as_json: AsJson = False,
 ) -> None:
-    answer = Api(url, token).call("DELETE", f"/tokens/{token_id}")
+    answer = _request(url, token, "DELETE", f"/tokens/{_segment(token_id, 'token id')}")
     if as_json:
         _print_json(answer)
         return
-    out.print(f"revoked token {answer['id']} ({answer['role']})", highlight=False)
+    _say(f"revoked token {answer['id']} ({answer['role']})")
 
 
 # -- agencies ------------------------------------------------------------------------
@@ -287,7 +331,7 @@ def _keep_credentials(answer: dict[str, Any], directory: Path) -> dict[str, Any]
 
 @agencies_app.command("list")
 def agencies_list(url: Url = _DEFAULT_URL, token: Token = "", as_json: AsJson = False) -> None:
-    answer = Api(url, token).get("/agencies")
+    answer = _request(url, token, "GET", "/agencies")
     if as_json:
         _print_json(answer)
         return
@@ -301,7 +345,7 @@ def agencies_show(
     token: Token = "",
     as_json: AsJson = False,
 ) -> None:
-    answer = Api(url, token).get(f"/agencies/{agency}")
+    answer = _request(url, token, "GET", f"/agencies/{_segment(agency, 'agency id')}")
     if as_json:
         _print_json(answer)
         return
@@ -319,11 +363,10 @@ def agencies_add(
 ) -> None:
     """Provision agencies; each one's credentials go to <credentials-dir>/<id>.json (0600)."""
     if name and len(agencies) > 1:
-        err.print("--name applies to one agency; add several without it")
+        _note("--name applies to one agency; add several without it")
         raise typer.Exit(code=2)
-    api = Api(url, token)
     answers = []
-    with _progress() as progress:
+    with Api(url, token) as api, _progress() as progress:
         task = progress.add_task("provisioning", total=len(agencies))
         for agency in agencies:
             answer = api.post("/agencies", json={"id": agency, "name": name})
@@ -333,11 +376,11 @@ def agencies_add(
         _print_json(answers)
         return
     for answer in answers:
-        out.print(f"{answer['agency']['id']}:", highlight=False)
+        _say(f"{answer['agency']['id']}:")
         for change in answer["changes"] or ["nothing to change"]:
-            out.print(f"  {change}", highlight=False)
+            _say(f"  {change}")
         if "credentials_file" in answer:
-            out.print(f"  credentials written to {answer['credentials_file']}", highlight=False)
+            _say(f"  credentials written to {answer['credentials_file']}")
 
 
 @agencies_app.command("rotate")
@@ -349,11 +392,12 @@ def agencies_rotate(
     as_json: AsJson = False,
 ) -> None:
     """New credentials (written to a 0600 file); the old password stops working."""
-    answer = _keep_credentials(Api(url, token).post(f"/agencies/{agency}/rotate"), credentials_dir)
+    path = f"/agencies/{_segment(agency, 'agency id')}/rotate"
+    answer = _keep_credentials(_request(url, token, "POST", path), credentials_dir)
     if as_json:
         _print_json(answer)
         return
-    out.print(f"rotated; credentials written to {answer['credentials_file']}", highlight=False)
+    _say(f"rotated; credentials written to {answer['credentials_file']}")
 
 
 @agencies_app.command("revoke")
@@ -364,14 +408,14 @@ def agencies_revoke(
     as_json: AsJson = False,
 ) -> None:
     """Credentials, ACLs and API tokens go; the topics and their data stay."""
-    answer = Api(url, token).call("DELETE", f"/agencies/{agency}")
+    answer = _request(url, token, "DELETE", f"/agencies/{_segment(agency, 'agency id')}")
     if as_json:
         _print_json(answer)
         return
     for change in answer["changes"] or ["nothing to change"]:
-        out.print(f"  {change}", highlight=False)
+        _say(f"  {change}")
     for token_id in answer["tokens_revoked"]:
-        out.print(f"  revoked API token {token_id}", highlight=False)
+        _say(f"  revoked API token {token_id}")
 
 
 # -- policies ------------------------------------------------------------------------
@@ -379,7 +423,7 @@ def agencies_revoke(
 
 @policies_app.command("list")
 def policies_list(url: Url = _DEFAULT_URL, token: Token = "", as_json: AsJson = False) -> None:
-    answer = Api(url, token).get("/policies")
+    answer = _request(url, token, "GET", "/policies")
     if as_json:
         _print_json(answer)
         return
@@ -404,9 +448,10 @@ def policies_show(
     version: Annotated[str, typer.Argument(help="A version number, or 'active'.")],
     url: Url = _DEFAULT_URL,
     token: Token = "",
+    as_json: AsJson = False,
 ) -> None:
-    """The stored document as JSON."""
-    _print_json(Api(url, token).get(f"/policies/{version}"))
+    """The stored document as JSON (with or without --json)."""
+    _print_json(_request(url, token, "GET", f"/policies/{_segment(version, 'version')}"))
 
 
 @policies_app.command("put")
@@ -420,20 +465,20 @@ def policies_put(
     """Store a new, immutable policy version (validated first)."""
     document = _read_document(path)
     version = document.get("version")
-    if not isinstance(version, int):
-        err.print(f"[bold red]error:[/] {path} has no integer 'version'")
+    if isinstance(version, bool) or not isinstance(version, int):
+        _error(f"{path} has no integer 'version'")
         raise typer.Exit(code=2)
-    api = Api(url, token)
-    answer: dict[str, Any] = {"put": api.call("PUT", f"/policies/{version}", json=document)}
-    if activate:
-        answer["activation"] = api.post(f"/policies/{version}/activate")
+    with Api(url, token) as api:
+        answer: dict[str, Any] = {"put": api.call("PUT", f"/policies/{version}", json=document)}
+        if activate:
+            answer["activation"] = api.post(f"/policies/{version}/activate")
     if as_json:
         _print_json(answer)
         return
     state = "stored" if answer["put"]["created"] else "already stored (same content)"
-    out.print(f"policy v{version} {state}", highlight=False)
+    _say(f"policy v{version} {state}")
     if activate:
-        out.print(f"policy v{version} in force", highlight=False)
+        _say(f"policy v{version} in force")
 
 
 @policies_app.command("validate")
@@ -444,14 +489,14 @@ def policies_validate(
     as_json: AsJson = False,
 ) -> None:
     """Exit 0 when valid, 1 with each problem listed when not."""
-    answer = Api(url, token).post("/policies/validate", json=_read_document(path))
+    answer = _request(url, token, "POST", "/policies/validate", json=_read_document(path))
     if as_json:
         _print_json(answer)
     elif answer["valid"]:
-        out.print(f"policy v{answer['version']} is valid ({answer['plans']} plans)")
+        _say(f"policy v{answer['version']} is valid ({answer['plans']} plans)")
     else:
         for problem in answer["problems"]:
-            err.print(f"  {problem}", highlight=False)
+            _note(f"  {problem}")
     if not answer["valid"]:
         raise typer.Exit(code=1)
 
@@ -459,7 +504,9 @@ def policies_validate(
 @policies_app.command("dry-run")
 def policies_dry_run(
     version: Annotated[int, typer.Argument(help="A stored version.")],
-    bulletin: Annotated[Path | None, typer.Option(help="A bulletin as JSON.")] = None,
+    bulletin: Annotated[
+        Path | None, typer.Option(help="A bulletin file, in its JSON form (or YAML).")
+    ] = None,
     kind: Annotated[str | None, typer.Option(help="Kind of a generated sample.")] = None,
     source: Annotated[str | None, typer.Option(help="Source agency of the sample.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the generated sample.")] = 0,
@@ -470,25 +517,24 @@ def policies_dry_run(
     """Each agency's view of a bulletin under a stored version, and why."""
     body: dict[str, Any]
     if bulletin is not None:
-        body = {"bulletin": json.loads(bulletin.read_text())}
+        body = {"bulletin": _read_document(bulletin)}
     else:
         body = {"sample": {"kind": kind, "source": source, "seed": seed}}
-    answer = Api(url, token).post(f"/policies/{version}/dry-run", json=body)
+    answer = _request(url, token, "POST", f"/policies/{version}/dry-run", json=body)
     if as_json:
         _print_json(answer)
         return
-    out.print(
+    _say(
         f"bulletin {answer['bulletin_id']}: {answer['kind']} from {answer['source']}, "
-        f"{answer['marking']}, policy v{answer['policy_version']}",
-        highlight=False,
+        f"{answer['marking']}, policy v{answer['policy_version']}"
     )
     for agency in answer["agencies"]:
         matched = [r["rule"] for r in agency["rules"] if r["matched"]]
         head = "delivered" if agency["delivered"] else f"withheld ({agency['reason']})"
-        out.print(f"  {agency['agency']}: {head}; rules: {', '.join(matched) or 'none'}")
+        _say(f"  {agency['agency']}: {head}; rules: {', '.join(matched) or 'none'}")
         for field in agency["fields"]:
             if field["decision"] != "kept":
-                out.print(f"      {field['path']}: {field['decision']}", highlight=False)
+                _say(f"      {field['path']}: {field['decision']}")
 
 
 @policies_app.command("diff")
@@ -500,12 +546,12 @@ def policies_diff(
     as_json: AsJson = False,
 ) -> None:
     """Who gains or loses what between two stored versions."""
-    answer = Api(url, token).get("/policies/diff", params={"from": old, "to": new})
+    answer = _request(url, token, "GET", "/policies/diff", params={"from": old, "to": new})
     if as_json:
         _print_json(answer)
         return
     for line in answer["lines"]:
-        out.print(line, highlight=False)
+        _say(line)
 
 
 def _activation(answer: dict[str, Any], as_json: bool) -> None:
@@ -513,10 +559,9 @@ def _activation(answer: dict[str, Any], as_json: bool) -> None:
         _print_json(answer)
         return
     previous = answer["previous"]
-    out.print(
+    _say(
         f"policy v{answer['version']} in force ({answer['action']}; was "
-        f"{'v' + str(previous) if previous is not None else 'none'})",
-        highlight=False,
+        f"{'v' + str(previous) if previous is not None else 'none'})"
     )
 
 
@@ -528,13 +573,13 @@ def policies_activate(
     as_json: AsJson = False,
 ) -> None:
     """Put a stored version in force; routers follow without a restart."""
-    _activation(Api(url, token).post(f"/policies/{version}/activate"), as_json)
+    _activation(_request(url, token, "POST", f"/policies/{version}/activate"), as_json)
 
 
 @policies_app.command("rollback")
 def policies_rollback(url: Url = _DEFAULT_URL, token: Token = "", as_json: AsJson = False) -> None:
     """Put back the version in force before the current one."""
-    _activation(Api(url, token).post("/policies/rollback"), as_json)
+    _activation(_request(url, token, "POST", "/policies/rollback"), as_json)
 
 
 # -- dead letters --------------------------------------------------------------------
@@ -556,7 +601,7 @@ def deadletters_list(
     for key, value in (("reason", reason), ("source", source), ("replayed", replayed)):
         if value is not None:
             params[key] = str(value).lower() if isinstance(value, bool) else value
-    answer = Api(url, token).get("/deadletters", params=params)
+    answer = _request(url, token, "GET", "/deadletters", params=params)
     if as_json:
         _print_json(answer)
         return
@@ -578,11 +623,10 @@ def deadletters_show(
     ] = None,
     url: Url = _DEFAULT_URL,
     token: Token = "",
+    as_json: AsJson = False,
 ) -> None:
-    """Reason, coordinates and headers (admin only); --out saves the original bytes."""
-    import base64
-
-    answer = Api(url, token).get(f"/deadletters/{letter_id}")
+    """Reason, coordinates and headers as JSON (admin only); --out saves the original bytes."""
+    answer = _request(url, token, "GET", f"/deadletters/{_segment(letter_id, 'dead letter id')}")
     if out_file is not None:
         out_file.write_bytes(base64.b64decode(answer["value_base64"]))
         answer["value_base64"] = f"<{answer['size']} bytes written to {out_file}>"
@@ -600,31 +644,31 @@ def deadletters_replay(
     as_json: AsJson = False,
 ) -> None:
     """Send dead letters back to their source topics after a fix, with a progress bar."""
-    api = Api(url, token)
     chosen = list(ids or [])
-    if not chosen:
-        if reason is None and source is None:
-            err.print("name ids, or select with --reason and/or --source")
-            raise typer.Exit(code=2)
-        params: dict[str, Any] = {"limit": 1000, **({} if force else {"replayed": "false"})}
-        params.update({k: v for k, v in (("reason", reason), ("source", source)) if v})
-        chosen = [d["id"] for d in api.get("/deadletters", params=params)["dead_letters"]]
+    if not chosen and reason is None and source is None:
+        _note("name ids, or select with --reason and/or --source")
+        raise typer.Exit(code=2)
     replayed: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
-    with _progress() as progress:
-        task = progress.add_task("replaying", total=len(chosen))
-        for start in range(0, len(chosen), 50):
-            batch = chosen[start : start + 50]
-            answer = api.post("/deadletters/replay", json={"ids": batch, "force": force})
-            replayed += answer["replayed"]
-            skipped += answer["skipped"]
-            progress.advance(task, len(batch))
+    with Api(url, token) as api:
+        if not chosen:
+            params: dict[str, Any] = {"limit": 1000, **({} if force else {"replayed": "false"})}
+            params.update({k: v for k, v in (("reason", reason), ("source", source)) if v})
+            chosen = [d["id"] for d in api.get("/deadletters", params=params)["dead_letters"]]
+        with _progress() as progress:
+            task = progress.add_task("replaying", total=len(chosen))
+            for start in range(0, len(chosen), 50):
+                batch = chosen[start : start + 50]
+                answer = api.post("/deadletters/replay", json={"ids": batch, "force": force})
+                replayed += answer["replayed"]
+                skipped += answer["skipped"]
+                progress.advance(task, len(batch))
     if as_json:
         _print_json({"replayed": replayed, "skipped": skipped})
         return
-    out.print(f"replayed {len(replayed)}, skipped {len(skipped)}")
+    _say(f"replayed {len(replayed)}, skipped {len(skipped)}")
     for skip in skipped:
-        out.print(f"  {skip['id']}: {skip['why']}", highlight=False)
+        _say(f"  {skip['id']}: {skip['why']}")
 
 
 # -- audit ---------------------------------------------------------------------------
@@ -655,7 +699,7 @@ def audit_query(
         )
         if v is not None
     }
-    answer = Api(url, token).get("/audit", params={**params, "limit": limit})
+    answer = _request(url, token, "GET", "/audit", params={**params, "limit": limit})
     if as_json:
         _print_json(answer)
         return
@@ -676,12 +720,12 @@ def audit_query(
 
 @schemas_app.command("subjects")
 def schemas_subjects(url: Url = _DEFAULT_URL, token: Token = "", as_json: AsJson = False) -> None:
-    answer = Api(url, token).get("/registry/subjects")
+    answer = _request(url, token, "GET", "/registry/subjects")
     if as_json:
         _print_json(answer)
         return
     for subject in answer:
-        out.print(subject, highlight=False)
+        _say(subject)
 
 
 @schemas_app.command("show")
@@ -690,8 +734,11 @@ def schemas_show(
     version: Annotated[str, typer.Argument(help="A version number or 'latest'.")] = "latest",
     url: Url = _DEFAULT_URL,
     token: Token = "",
+    as_json: AsJson = False,
 ) -> None:
-    _print_json(Api(url, token).get(f"/registry/subjects/{subject}/versions/{version}"))
+    """The subject's schema version as JSON (with or without --json)."""
+    path = f"/registry/subjects/{_segment(subject, 'subject')}/versions/"
+    _print_json(_request(url, token, "GET", path + _segment(version, "version")))
 
 
 @schemas_app.command("register")
@@ -712,11 +759,10 @@ def schemas_register(
             check_history(catalog, root)
         work = [(root, rel) for root in ROOTS for rel in releases(catalog, root)]
     except LiaisonError as exc:
-        err.print(f"[bold red]error:[/] {exc}")
+        _error(str(exc))
         raise typer.Exit(code=2) from exc
-    api = Api(url, token)
     results = []
-    with _progress() as progress:
+    with Api(url, token) as api, _progress() as progress:
         task = progress.add_task("registering", total=len(work))
         for root, rel in work:
             answer = api.post(f"/registry/subjects/{root}/versions", json={"schema": rel.text})
@@ -726,7 +772,7 @@ def schemas_register(
         _print_json(results)
         return
     for r in results:
-        out.print(f"{r['subject']} release v{r['release']}: id {r['id']}", highlight=False)
+        _say(f"{r['subject']} release v{r['release']}: id {r['id']}")
 
 
 # -- operations ----------------------------------------------------------------------
@@ -739,38 +785,50 @@ def health(url: Url = _DEFAULT_URL, as_json: AsJson = False) -> None:
         live = httpx.get(f"{url.rstrip('/')}/healthz", timeout=10)
         ready = httpx.get(f"{url.rstrip('/')}/readyz", timeout=30)
     except httpx.HTTPError as exc:
-        err.print(f"[bold red]error:[/] cannot reach the admin API at {url}: {exc}")
+        _error(f"cannot reach the admin API at {url}: {exc}")
         raise typer.Exit(code=3) from exc
     answer = {"live": live.status_code == 200, **ready.json()}
     if as_json:
         _print_json(answer)
     else:
         checks = ", ".join(f"{k}={'ok' if v else 'FAIL'}" for k, v in answer["checks"].items())
-        out.print(f"{answer['status']}: {checks}", highlight=False)
+        _say(f"{answer['status']}: {checks}")
     if ready.status_code != 200:
         raise typer.Exit(code=1)
 
 
 @api_app.command("metrics")
-def metrics(url: Url = _DEFAULT_URL, token: Token = "") -> None:
-    """Print the Prometheus exposition (admin or auditor token)."""
-    text = Api(url, token).get("/metrics")
-    typer.echo(text, nl=False)
+def metrics(url: Url = _DEFAULT_URL, token: Token = "", as_json: AsJson = False) -> None:
+    """Print the Prometheus exposition (admin or auditor token); --json: each sample."""
+    text = _request(url, token, "GET", "/metrics")
+    if not as_json:
+        typer.echo(text, nl=False)
+        return
+    _print_json(
+        [
+            {
+                "name": sample.name,
+                "labels": dict(sample.labels),
+                "value": sample.value if math.isfinite(sample.value) else str(sample.value),
+            }
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        ]
+    )
 
 
 @api_app.command("status")
 def status(url: Url = _DEFAULT_URL, token: Token = "", as_json: AsJson = False) -> None:
     """What the dashboard shows: flows, decisions, dead letters, router lag."""
-    answer = Api(url, token).get("/dashboard/summary")
+    answer = _request(url, token, "GET", "/dashboard/summary")
     if as_json:
         _print_json(answer)
         return
     decisions = answer["decisions"]
-    out.print(
+    _say(
         f"{len(answer['agencies'])} agencies; decisions: {decisions['accepted']} accepted, "
         f"{decisions['rejected']} rejected; dead letters: {answer['dead_letters']['total']}; "
-        f"router lag: {answer['router_lag']['total']}",
-        highlight=False,
+        f"router lag: {answer['router_lag']['total']}"
     )
     _table(
         "flows",

@@ -10,53 +10,63 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import Request
+from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from bus.api._auth import Principal, TokenStore
 from bus.api._errors import ApiError
 
-__all__ = ["RoleKind", "allow", "current_principal"]
+__all__ = ["Bearer", "RoleKind", "allow", "authorize", "bearer", "current_principal"]
 
 RoleKind = Literal["admin", "auditor", "agency"]
 
 current_principal: ContextVar[Principal | None] = ContextVar("current_principal", default=None)
 """The caller of the request being served (for audit events written deeper down)."""
 
-_bearer = HTTPBearer(auto_error=False, description="lsn_... token from `liaison api token`")
+bearer = HTTPBearer(auto_error=False, description="lsn_... token from `liaison api tokens`")
 
 
 def not_found(what: str) -> ApiError:
     return ApiError(404, "not_found", f"{what} does not exist (or is not yours to see)")
 
 
+async def authorize(
+    request: Request, credentials: HTTPAuthorizationCredentials | None, allowed: frozenset[str]
+) -> Principal:
+    """Authenticate the caller and check its role and the object the path names."""
+    if credentials is None:
+        raise ApiError(
+            401, "unauthenticated", "send 'Authorization: Bearer <token>' with a valid token"
+        )
+    store: TokenStore = request.app.state.service.tokens
+    principal = store.authenticate(credentials.credentials)
+    if principal is None:
+        raise ApiError(
+            401, "unauthenticated", "the token is unknown or revoked; ask an admin for one"
+        )
+    agency = request.path_params.get("agency")
+    if principal.kind == "agency" and agency is not None and agency != principal.agency:
+        raise not_found(f"agency {agency!r}")
+    if principal.kind not in allowed:
+        raise ApiError(
+            403, "forbidden", f"role {principal.role} may not {request.method} this path"
+        )
+    current_principal.set(principal)
+    return principal
+
+
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
+"""The bearer credentials, declared so that the OpenAPI document names the scheme."""
+
+
 def allow(*roles: RoleKind) -> Callable[..., Awaitable[Principal]]:
     """A dependency that authenticates the caller and checks its role and object."""
     allowed = frozenset(roles)
 
-    async def check(request: Request) -> Principal:
-        credentials: HTTPAuthorizationCredentials | None = await _bearer(request)
-        if credentials is None:
-            raise ApiError(
-                401, "unauthenticated", "send 'Authorization: Bearer <token>' with a valid token"
-            )
-        store: TokenStore = request.app.state.service.tokens
-        principal = store.authenticate(credentials.credentials)
-        if principal is None:
-            raise ApiError(
-                401, "unauthenticated", "the token is unknown or revoked; ask an admin for one"
-            )
-        agency = request.path_params.get("agency")
-        if principal.kind == "agency" and agency is not None and agency != principal.agency:
-            raise not_found(f"agency {agency!r}")
-        if principal.kind not in allowed:
-            raise ApiError(
-                403, "forbidden", f"role {principal.role} may not {request.method} this path"
-            )
-        current_principal.set(principal)
-        return principal
+    async def check(request: Request, credentials: Bearer) -> Principal:
+        return await authorize(request, credentials, allowed)
 
     check.__name__ = f"allow_{'_'.join(sorted(allowed))}"
     return check

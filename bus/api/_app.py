@@ -20,9 +20,9 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CollectorRegistry
 
 from bus import __version__
-from bus.api._access import allow, not_found
+from bus.api._access import Bearer, allow, authorize, not_found
 from bus.api._auth import Principal, parse_role
-from bus.api._errors import ApiError, ErrorBody, install_api_errors
+from bus.api._errors import ApiError, ErrorBody, RegistryErrorBody, install_api_errors
 from bus.api._metrics import BusCollector, render_metrics
 from bus.api._models import (
     ActivationOut,
@@ -51,9 +51,15 @@ from bus.api._models import (
     ValidateOut,
 )
 from bus.api._service import AdminService, ApiSettings, ConflictError, NotFoundError
-from bus.api._state import DeadLetterInfo, PolicyVersion, event_concerns, event_for_agency
-from bus.bulletin import AGENCY_ID_PATTERN, BulletinGenerator, BulletinSchema
-from bus.errors import ConfigError, LiaisonError, PolicyError
+from bus.api._state import (
+    DeadLetterInfo,
+    PolicyVersion,
+    event_concerns,
+    event_for_agency,
+    event_visible_to,
+)
+from bus.bulletin import AGENCY_ID_PATTERN, BulletinGenerator, BulletinSchema, Violation
+from bus.errors import BulletinInvalid, ConfigError, LiaisonError, PolicyError
 from bus.kafka import KafkaConnection
 from bus.policy import diff, dry_run
 from bus.provision import AgencyRecord, ProvisionResult
@@ -70,11 +76,45 @@ REGISTRY_PREFIX = "/registry"
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": text}
     for status, text in {
+        400: "The body is not UTF-8 JSON.",
         401: "No token, or an unknown one.",
         403: "The token's role may not do this.",
         404: "No such object, or not yours to see.",
         422: "The request is invalid; the message names each problem.",
+        502: "The Kafka broker refused the operation (`broker_error`).",
+        503: "The Kafka broker is unreachable (`broker_unavailable`); retry shortly.",
     }.items()
+}
+
+
+def _conflict(text: str) -> dict[int | str, dict[str, Any]]:
+    return {409: {"model": ErrorBody, "description": text}}
+
+
+def _api_error_json(text: str) -> dict[str, Any]:
+    """An :class:`ErrorBody` answer on a route whose own answers have another media type."""
+    schema = {"$ref": "#/components/schemas/ErrorBody"}
+    return {"description": text, "content": {"application/json": {"schema": schema}}}
+
+
+# The registry answers in Confluent's shape and media type (RegistryErrorBody, declared
+# under the routes' own media type); authentication and the broker's failures are the
+# API's own ErrorBody, as JSON.
+_REGISTRY_ERRORS: dict[int | str, dict[str, Any]] = {
+    **{
+        status: {"model": RegistryErrorBody, "description": text}
+        for status, text in {
+            400: "The body is not UTF-8 JSON.",
+            404: "No such subject (40401), version (40402), schema (40403) or subject "
+            "setting (40408).",
+            409: "Registering: the schema is incompatible under the subject's mode.",
+            422: "The request or the schema is invalid (42201, 42202, 42203).",
+        }.items()
+    },
+    401: _api_error_json("No token, or an unknown one."),
+    403: _api_error_json("The token's role may not change schemas."),
+    502: _api_error_json("The Kafka broker refused the operation (`broker_error`)."),
+    503: _api_error_json("The Kafka broker is unreachable (`broker_unavailable`)."),
 }
 
 AgencyId = Annotated[str, Path(pattern=AGENCY_ID_PATTERN, examples=["north-river"])]
@@ -142,6 +182,12 @@ def _letter(info: DeadLetterInfo, replayed: set[str]) -> DeadLetterOut:
     )
 
 
+def _broken_rules(exc: BulletinInvalid) -> str:
+    """Where the bulletin breaks which rule, never the values (they may be payload)."""
+    broken = [f"{v.path} [{v.rule}]" for v in exc.violations if isinstance(v, Violation)]
+    return f"the bulletin breaks {len(broken)} rule(s): {'; '.join(broken[:20])}"
+
+
 def _translate(exc: LiaisonError) -> ApiError:
     if isinstance(exc, NotFoundError):
         return ApiError(404, "not_found", str(exc))
@@ -164,7 +210,14 @@ async def list_agencies(principal: AdminOrAgency, service: Service) -> list[Agen
     return [_agency_out(r) for r in records]
 
 
-@agencies.post("", status_code=201, summary="Provision an agency")
+@agencies.post(
+    "",
+    status_code=201,
+    summary="Provision an agency",
+    responses={
+        200: {"model": ProvisionOut, "description": "Already provisioned: nothing changed."}
+    },
+)
 async def provision_agency(
     body: ProvisionIn, principal: Admin, service: Service, response: Response
 ) -> ProvisionOut:
@@ -185,7 +238,11 @@ async def get_agency(agency: AgencyId, principal: AdminOrAgency, service: Servic
     return _agency_out(_known_agency(service, agency))
 
 
-@agencies.post("/{agency}/rotate", summary="Rotate an agency's credentials")
+@agencies.post(
+    "/{agency}/rotate",
+    summary="Rotate an agency's credentials",
+    responses=_conflict("The agency is revoked (`agency_revoked`): provision it again."),
+)
 async def rotate_agency(
     agency: AgencyId, principal: AdminOrAgency, service: Service
 ) -> ProvisionOut:
@@ -272,7 +329,11 @@ async def diff_policies(
     return DiffOut(diff=result.as_dict(), lines=result.lines())
 
 
-@policies.post("/rollback", summary="Roll back to the previous version")
+@policies.post(
+    "/rollback",
+    summary="Roll back to the previous version",
+    responses=_conflict("No earlier version was ever in force (`nothing_to_roll_back`)."),
+)
 async def rollback_policy(principal: Admin, service: Service) -> ActivationOut:
     """Put back the version that was in force before the current one."""
     try:
@@ -300,7 +361,15 @@ async def get_policy(version: Version, principal: AdminOrAuditor, service: Servi
     return PolicyOut(**summary.model_dump(), policy=stored.policy)
 
 
-@policies.put("/{version}", status_code=201, summary="Store a policy version")
+@policies.put(
+    "/{version}",
+    status_code=201,
+    summary="Store a policy version",
+    responses={
+        200: {"model": PolicyPutOut, "description": "The same document is stored already."},
+        **_conflict("The version is stored with other content (`version_exists`)."),
+    },
+)
 async def put_policy(
     version: Version,
     document: PolicyDocument,
@@ -331,7 +400,10 @@ async def dry_run_policy(
     except NotFoundError as exc:
         raise _translate(exc) from exc
     if body.bulletin is not None:
-        bulletin = service.schema.parse(body.bulletin)
+        try:
+            bulletin = service.schema.from_json(body.bulletin)
+        except BulletinInvalid as exc:
+            raise ApiError(422, "invalid_bulletin", _broken_rules(exc)) from exc
     else:
         assert body.sample is not None
         if body.sample.kind is not None and body.sample.kind not in service.schema.kinds:
@@ -445,6 +517,8 @@ async def query_audit(
     for event in reversed(events):
         if own is not None and not str(event.get("type", "")).startswith("bulletin."):
             continue
+        if own is not None and not event_visible_to(event, own, service.names):
+            continue
         if agency is not None and not event_concerns(event, agency, service.names):
             continue
         if bulletin_id is not None and event.get("bulletin_id") != bulletin_id:
@@ -477,15 +551,21 @@ async def list_tokens(principal: Admin, service: Service) -> list[TokenOut]:
 @tokens.post("", status_code=201, summary="Create an API token")
 async def create_token(body: TokenIn, principal: Admin, service: Service) -> TokenCreated:
     """The token is in the answer once; only its hash is kept."""
+    # Neither message repeats the role sent: errors never echo a request value.
     try:
         role = parse_role(body.role)
     except ConfigError as exc:
-        raise ApiError(422, "invalid_value", str(exc)) from exc
+        raise ApiError(
+            422,
+            "invalid_value",
+            "role must be admin, auditor or agency:<agency id> "
+            f"(agency ids match {AGENCY_ID_PATTERN})",
+        ) from exc
     agency = role.split(":", 1)[1] if role.startswith("agency:") else None
     if agency is not None:
         record = service.agencies.agencies.get(agency)
         if record is None or record.state != "active":
-            raise ApiError(422, "invalid_value", f"agency {agency!r} is not an active agency")
+            raise ApiError(422, "invalid_value", "the role's agency is not an active agency")
     token, info = service.tokens.create(role, body.label)
     await service.record("token.created", principal, token_id=info.id, role=role)
     return TokenCreated(token=token, info=TokenOut(**info.model_dump()))
@@ -575,10 +655,11 @@ async def dashboard_summary(principal: AdminOrAuditor, service: Service) -> Summ
 # -- the schema registry (Confluent paths under /registry) ----------------------------
 
 
-async def _registry_access(request: Request) -> Principal:
+async def _registry_access(request: Request, credentials: Bearer) -> Principal:
     """Anyone with a token may read schemas (they are public); only an admin changes them."""
-    kinds = ("admin", "auditor", "agency") if request.method in ("GET", "HEAD") else ("admin",)
-    return await allow(*kinds)(request)
+    reading = request.method in ("GET", "HEAD")
+    kinds = frozenset(("admin", "auditor", "agency") if reading else ("admin",))
+    return await authorize(request, credentials, kinds)
 
 
 def create_app(
@@ -628,5 +709,6 @@ def create_app(
         registry_router(service.registry),
         prefix=REGISTRY_PREFIX,
         dependencies=[Depends(_registry_access)],
+        responses=_REGISTRY_ERRORS,
     )
     return app

@@ -7,6 +7,7 @@ stack trace, a request value that failed validation, or a secret.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -18,13 +19,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bus.errors import (
     ConfigError,
+    InvalidSchemaError,
     KafkaAccessError,
     KafkaUnavailableError,
     LiaisonError,
     PolicyError,
 )
 
-__all__ = ["ApiError", "ErrorBody", "ErrorDetail", "install_api_errors"]
+__all__ = ["ApiError", "ErrorBody", "ErrorDetail", "RegistryErrorBody", "install_api_errors"]
 
 log = logging.getLogger("liaison.api")
 
@@ -38,6 +40,17 @@ class ErrorBody(BaseModel):
     """Every 4xx and 5xx answer of the admin API."""
 
     error: ErrorDetail
+
+
+class RegistryErrorBody(BaseModel):
+    """Every error answer under the registry's paths, in Confluent's shape (except 401
+    and 403, which are the API's :class:`ErrorBody`)."""
+
+    error_code: int
+    message: str
+
+
+REGISTRY_MEDIA_TYPE = "application/vnd.schemaregistry.v1+json"
 
 
 class ApiError(Exception):
@@ -54,6 +67,7 @@ def error_response(status: int, code: str, message: str, **headers: str) -> JSON
 
 
 _HTTP_CODES = {
+    400: ("invalid_body", "the request body is not UTF-8 JSON; see /docs for the model"),
     401: ("unauthenticated", "send 'Authorization: Bearer <token>' with a valid token"),
     403: ("forbidden", "this token's role may not do this"),
     404: ("not_found", "no such resource; check the path"),
@@ -65,6 +79,26 @@ def _location(error: dict[str, Any]) -> str:
     return ".".join(str(part) for part in error.get("loc", ()))
 
 
+def _schema_problem(exc: InvalidSchemaError) -> tuple[int, str]:
+    """Confluent's code and a message for a rejected schema or version, without the
+    request's text: the Avro parser's reasons quote the schema (all of it, for text that
+    is not JSON), so they go to the API's log only."""
+    if "not a valid version" in str(exc):
+        return 42202, 'the version is not a valid version id: 1 to 2^31-1, or "latest"'
+    if exc.__cause__ is None:  # the registry's own words, which name no request value
+        return 42201, str(exc)
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, json.JSONDecodeError):
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(cause, json.JSONDecodeError):
+        return 42201, (
+            f"the schema is not JSON ({cause.msg} at line {cause.lineno}, column "
+            f"{cause.colno}); send the Avro schema as JSON text in `schema`"
+        )
+    log.info("schema rejected: %s", exc)
+    return 42201, "the schema is not a valid Avro schema; the API's log has the parser's reason"
+
+
 def install_api_errors(app: FastAPI, *, registry_prefix: str) -> None:
     """Translate every failure into the error body; registry paths keep Confluent's."""
 
@@ -74,9 +108,17 @@ def install_api_errors(app: FastAPI, *, registry_prefix: str) -> None:
         return error_response(exc.status, exc.code, exc.message, **headers)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code, message = _HTTP_CODES.get(exc.status_code, ("http_error", "see /docs"))
-        return error_response(exc.status_code, code, message)
+        headers = dict(exc.headers or {})  # e.g. Allow, on a 405
+        if request.url.path.startswith(registry_prefix):
+            return JSONResponse(
+                {"error_code": exc.status_code, "message": message},
+                status_code=exc.status_code,
+                headers=headers or None,
+                media_type=REGISTRY_MEDIA_TYPE,
+            )
+        return error_response(exc.status_code, code, message, **headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -89,9 +131,19 @@ def install_api_errors(app: FastAPI, *, registry_prefix: str) -> None:
             return JSONResponse(
                 {"error_code": 42201, "message": f"invalid request: {problems}"},
                 status_code=422,
-                media_type="application/vnd.schemaregistry.v1+json",
+                media_type=REGISTRY_MEDIA_TYPE,
             )
         return error_response(422, "invalid_request", f"{problems}; see /docs for the model")
+
+    @app.exception_handler(InvalidSchemaError)
+    async def _invalid_schema(_: Request, exc: InvalidSchemaError) -> JSONResponse:
+        # Replaces the registry's own handler (bus.registry), which quotes the parser.
+        code, message = _schema_problem(exc)
+        return JSONResponse(
+            {"error_code": code, "message": message},
+            status_code=422,
+            media_type=REGISTRY_MEDIA_TYPE,
+        )
 
     @app.exception_handler(PolicyError)
     async def _policy(_: Request, exc: PolicyError) -> JSONResponse:

@@ -305,9 +305,9 @@ class AdminService:
     ) -> tuple[PolicyVersion, bool]:
         """Store a new version; the same document again is a no-op, another one a conflict."""
         if document.get("version") != version:
+            # The document's value is not repeated: errors never echo a request value.
             raise PolicyError(
-                f"the document says version {document.get('version')!r} but was put as "
-                f"version {version}; make them equal"
+                "the document's `version` differs from the version in the path; make them equal"
             )
         compiled = self.compile(document)
         canonical = compiled.policy.model_dump(mode="json")
@@ -352,7 +352,8 @@ class AdminService:
                 activation_key(activation.sequence), activation.model_dump_json()
             )
             await self._write_policy_record(ACTIVE_KEY, json.dumps(stored.policy))
-        await self.record(f"policy.{action}d", actor, version=version, previous=previous)
+        event = "policy.activated" if action == "activate" else "policy.rolled_back"
+        await self.record(event, actor, version=version, previous=previous)
         return activation
 
     async def rollback(self, actor: Principal) -> Activation:

@@ -31,6 +31,7 @@ __all__ = [
     "activation_key",
     "event_concerns",
     "event_for_agency",
+    "event_visible_to",
     "version_key",
 ]
 
@@ -278,6 +279,21 @@ def event_concerns(event: dict[str, Any], agency: str, names: TopicNames) -> boo
     if names.agency_of(topic) == agency:
         return True
     return any(r.get("agency") == agency for r in event.get("recipients") or [])
+
+
+def event_visible_to(event: dict[str, Any], agency: str, names: TopicNames) -> bool:
+    """Whether an agency token may see an audit event at all: its own submissions, and
+    bulletins it was given. A bulletin withheld from it stays unknown to it (its id,
+    kind and marking would reveal what it was not given)."""
+    if event.get("source") == agency:
+        return True
+    topic = str((event.get("input") or {}).get("topic", ""))
+    if names.agency_of(topic) == agency:
+        return True
+    return any(
+        r.get("agency") == agency and r.get("delivered") is True
+        for r in event.get("recipients") or []
+    )
 
 
 def event_for_agency(event: dict[str, Any], agency: str, names: TopicNames) -> dict[str, Any]:

@@ -66,7 +66,7 @@ def _error(status: int, code: int, message: str) -> SchemaResponse:
 
 def _avro_only(request: SchemaRequest) -> None:
     if request.schemaType.upper() != "AVRO":
-        raise InvalidSchemaError(f"schemaType {request.schemaType} is not supported; only AVRO")
+        raise InvalidSchemaError("this schemaType is not supported; only AVRO")
     if request.references:
         raise InvalidSchemaError("schema references are not supported; register a composed schema")
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
+import select
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -22,7 +26,14 @@ from bus.kafka import KafkaConnection, wait_until_authenticates
 from bus.provision import Provisioner, admin_service_acls
 from bus.sandbox import Bus
 
-__all__ = ["ApiHarness", "ServerThread", "provision_admin_service", "running_api", "until"]
+__all__ = [
+    "ApiHarness",
+    "ServerProcess",
+    "ServerThread",
+    "provision_admin_service",
+    "running_api",
+    "until",
+]
 
 T = TypeVar("T")
 
@@ -87,6 +98,64 @@ class ServerThread:
         self._thread.join(60)
 
 
+class ServerProcess:
+    """The API served by a child interpreter (:mod:`tests.support.api_server`) until
+    :meth:`stop`.
+
+    For tests driven by Hypothesis: the API's Kafka clients (aiokafka) draw from the
+    interpreter's global ``random`` all the time, and Hypothesis takes any change of that
+    state during a draw for a strategy using ``random`` (a deprecation warning, an error
+    here). In a process of its own the API cannot touch the test's ``random``.
+    """
+
+    def __init__(self, connection: KafkaConnection, settings: ApiSettings) -> None:
+        self._spec = {
+            "connection": {
+                **connection.model_dump(mode="json"),
+                "password": connection.password.get_secret_value(),
+            },
+            "settings": settings.model_dump(mode="json"),
+        }
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 60.0) -> str:
+        """Serve; returns the base URL once the API is up."""
+        root = Path(__file__).resolve().parents[2]
+        process = self._process = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.api_server"],
+            cwd=root,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert process.stdin is not None
+        assert process.stdout is not None
+        process.stdin.write(json.dumps(self._spec).encode() + b"\n")
+        process.stdin.close()
+        ready, _, _ = select.select([process.stdout], [], [], timeout_s)
+        url = process.stdout.readline().decode().strip() if ready else ""
+        if not url.startswith("http://"):
+            self.stop()
+            raise RuntimeError(
+                f"the admin API process did not start within {timeout_s}s "
+                f"(exit code {process.returncode}; its log is above)"
+            )
+        return url
+
+    def stop(self) -> None:
+        process = self._process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
 @dataclass
 class ApiHarness:
     """A running admin API over a sandbox bus, with a token per role."""
@@ -116,8 +185,14 @@ async def provision_admin_service(bus: Bus) -> KafkaConnection:
 
 
 @contextmanager
-def running_api(bus: Bus, service: KafkaConnection, tmp_path: Path) -> Iterator[ApiHarness]:
-    """Tokens for admin, auditor and agencies a and b; the API serving until exit."""
+def running_api(
+    bus: Bus, service: KafkaConnection, tmp_path: Path, *, own_process: bool = False
+) -> Iterator[ApiHarness]:
+    """Tokens for admin, auditor and agencies a and b; the API serving until exit.
+
+    ``own_process`` serves it from a child interpreter (:class:`ServerProcess`), else
+    from a thread of this one.
+    """
     store = TokenStore(tmp_path / "tokens.json")
     tokens = {
         "admin": store.create("admin")[0],
@@ -125,12 +200,12 @@ def running_api(bus: Bus, service: KafkaConnection, tmp_path: Path) -> Iterator[
         "a": store.create(f"agency:{bus.agency('a')}")[0],
         "b": store.create(f"agency:{bus.agency('b')}")[0],
     }
-    app = create_app(
-        service,
-        ApiSettings(prefix=bus.names.prefix, tokens_path=store.path, lag_interval_s=0.5),
-        schema=bus.schema,
+    settings = ApiSettings(prefix=bus.names.prefix, tokens_path=store.path, lag_interval_s=0.5)
+    server = (
+        ServerProcess(service, settings)
+        if own_process
+        else ServerThread(create_app(service, settings, schema=bus.schema))
     )
-    server = ServerThread(app)
     url = server.start()
     try:
         yield ApiHarness(bus=bus, url=url, tokens=tokens, store=store, admin_service=service)
