@@ -3,7 +3,10 @@
     .venv/bin/python benchmarks/edge.py [--bulletins 3000] [--latency-bulletins 300]
 
 Starts its own broker (bus.broker) and an isolated bus (bus.sandbox) with one source and
-4 recipients. Two measurements, each for the router and for the baseline:
+4 recipients. Three contenders, interleaved over ``--rounds`` rounds (medians reported):
+the baseline, the router with its audit chain and signed checkpoints (every
+``--checkpoint-every`` events), and the router writing unchained audit events (a benchmark
+seam), whose ratio is what chaining and checkpointing cost. Two measurements each:
 
 * throughput: a backlog of N bulletins is produced first, then timed from start of
   consumption until the last input is committed (bulletins per second);
@@ -165,56 +168,82 @@ async def measure(
     return throughput, p50, p99
 
 
+CONTENDERS = ("baseline", "router", "unchained")
+
+
 async def main_async(args: argparse.Namespace) -> None:
     with Broker(BrokerConfig(data_dir=Path(tempfile.mkdtemp()))) as broker:
-        results = {}
-        for label in ("baseline", "router"):
-            bus = await build_bus(broker.connection, ("a", *RECIPIENTS))
-            await bus.publish_policy(policy(bus))
-            if label == "baseline":
-
-                async def run(
-                    stop: asyncio.Event, progress: Callable[[int], None], bus: Bus = bus
-                ) -> None:
-                    await passthrough(bus, stop, progress)
-            else:
-
-                async def run(
-                    stop: asyncio.Event, progress: Callable[[int], None], bus: Bus = bus
-                ) -> None:
-                    async with running_edge(
-                        bus, batch_max=BATCH, commit_interval_ms=INTERVAL_MS
-                    ) as router:
-                        seen = 0
-                        while not stop.is_set():
-                            with contextlib.suppress(TimeoutError):
-                                await asyncio.wait_for(stop.wait(), 0.05)
-                            now = router.stats["bulletins"]
-                            if now != seen:
-                                progress(now - seen)
-                                seen = now
-
-            results[label] = await measure(bus, run, args.bulletins, args.latency_bulletins)
-        base, ours = results["baseline"], results["router"]
+        runs: dict[str, list[tuple[float, float, float]]] = {c: [] for c in CONTENDERS}
+        for _ in range(args.rounds):
+            for label in CONTENDERS:
+                bus = await build_bus(broker.connection, ("a", *RECIPIENTS))
+                await bus.publish_policy(policy(bus))
+                runs[label].append(
+                    await measure(
+                        bus, contender(bus, label, args), args.bulletins, args.latency_bulletins
+                    )
+                )
+        results = {
+            label: tuple(statistics.median(r[i] for r in rs) for i in range(3))
+            for label, rs in runs.items()
+        }
         print(
             f"edge: {args.bulletins} bulletins backlog, 1 source -> {len(RECIPIENTS)} recipients, "
             f"batches of {BATCH} / {INTERVAL_MS} ms; latency from {args.latency_bulletins} "
-            "bulletins at 50/s"
+            f"bulletins at 50/s; checkpoint every {args.checkpoint_every} events; "
+            f"medians of {args.rounds} interleaved rounds"
         )
         print(f"{'':10} {'bulletins/s':>12} {'p50 ms':>8} {'p99 ms':>8}")
         for label, (tput, p50, p99) in results.items():
             print(f"{label:10} {tput:12.0f} {p50:8.1f} {p99:8.1f}")
-        ratios = (ours[0] / base[0], ours[1] / base[1], ours[2] / base[2])
-        print(
-            f"{'ratio':10} {ratios[0]:12.2f} {ratios[1]:8.2f} {ratios[2]:8.2f}"
-            "   (router / baseline; throughput below 1 means slower)"
-        )
+        for name, ours, base in (
+            ("router / baseline", results["router"], results["baseline"]),
+            ("router / unchained", results["router"], results["unchained"]),
+        ):
+            ratios = [o / b for o, b in zip(ours, base, strict=True)]
+            print(
+                f"{name:20} throughput {ratios[0]:5.2f}  p50 {ratios[1]:5.2f}  p99 {ratios[2]:5.2f}"
+            )
+        cost = 1 - results["router"][0] / results["unchained"][0]
+        print(f"audit chaining and checkpointing cost {cost:.1%} of the router's throughput")
+
+
+def contender(
+    bus: Bus, label: str, args: argparse.Namespace
+) -> Callable[[asyncio.Event, Callable[[int], None]], Any]:
+    if label == "baseline":
+
+        async def baseline(stop: asyncio.Event, progress: Callable[[int], None]) -> None:
+            await passthrough(bus, stop, progress)
+
+        return baseline
+
+    async def router(stop: asyncio.Event, progress: Callable[[int], None]) -> None:
+        async with running_edge(
+            bus,
+            batch_max=BATCH,
+            commit_interval_ms=INTERVAL_MS,
+            checkpoint_every=args.checkpoint_every,
+            audit_chain=label == "router",
+        ) as edge:
+            seen = 0
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.05)
+                now = edge.stats["bulletins"]
+                if now != seen:
+                    progress(now - seen)
+                    seen = now
+
+    return router
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bulletins", type=int, default=3000)
     parser.add_argument("--latency-bulletins", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--checkpoint-every", type=int, default=100)
     asyncio.run(main_async(parser.parse_args(argv)))
 
 

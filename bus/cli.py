@@ -26,11 +26,13 @@ from bus.adapters import (
     discover_adapters,
     load_runner_config,
 )
+from bus.audit import load_signer
 from bus.broker import KAFKA_VERSION, Broker, BrokerConfig, cache_root, kafka_libs
 from bus.broker._compose import render_compose
 from bus.broker._launcher import read_state
 from bus.bulletin import BulletinGenerator, BulletinSchema
 from bus.cli_api import api_app
+from bus.cli_audit import audit_app
 from bus.cli_demo import demo_app
 from bus.credentials import connection_from_file, save_credentials
 from bus.edge import EdgeConfig, EdgeRouter, install_stop_signals, publish_policy
@@ -84,9 +86,20 @@ registry_app = typer.Typer(
 app.add_typer(registry_app, name="registry")
 app.add_typer(api_app, name="api")
 app.add_typer(demo_app, name="demo")
+app.add_typer(audit_app, name="audit")
 
 out = Console()
 err = Console(stderr=True)
+
+AuditKeyFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--audit-key-file",
+        envvar="LIAISON_AUDIT_KEY_FILE",
+        help="The audit log's Ed25519 signing key (liaison audit keygen); else LIAISON_AUDIT_KEY.",
+        show_default=False,
+    ),
+]
 
 DataDir = Annotated[
     Path,
@@ -582,6 +595,7 @@ def edge_run(
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve Prometheus metrics on this port.")
     ] = None,
+    audit_key_file: AuditKeyFile = None,
     metrics_host: Annotated[str, typer.Option(help="Address of the metrics server.")] = (
         "127.0.0.1"
     ),
@@ -594,7 +608,8 @@ def edge_run(
 
     Credentials: LIAISON_KAFKA_CREDENTIALS (file) or LIAISON_KAFKA_BOOTSTRAP/USERNAME/PASSWORD
     (the edge principal). Pseudonym key: LIAISON_PSEUDONYM_KEY (hex) or
-    LIAISON_PSEUDONYM_KEY_FILE, required so tokens survive restarts.
+    LIAISON_PSEUDONYM_KEY_FILE, required so tokens survive restarts. Audit signing key:
+    --audit-key-file / LIAISON_AUDIT_KEY_FILE (or LIAISON_AUDIT_KEY, hex), required.
     """
     if not (
         os.environ.get("LIAISON_PSEUDONYM_KEY") or os.environ.get("LIAISON_PSEUDONYM_KEY_FILE")
@@ -616,7 +631,11 @@ def edge_run(
             names=TopicNames(prefix=prefix),
         )
         router = EdgeRouter(
-            _connection(data_dir), BulletinSchema(SchemaCatalog.load(schemas)), _keys(), config
+            _connection(data_dir),
+            BulletinSchema(SchemaCatalog.load(schemas)),
+            _keys(),
+            config,
+            signer=load_signer(audit_key_file),
         )
     except (LiaisonError, ValueError) as exc:
         err.print(f"[bold red]error:[/] {exc}")

@@ -224,6 +224,15 @@ def serve(
     data_dir: Annotated[
         Path, typer.Option("--data-dir", envvar="LIAISON_BROKER_DIR", help="Local broker dir.")
     ] = Path(".liaison/broker"),
+    audit_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--audit-key-file",
+            envvar="LIAISON_AUDIT_KEY_FILE",
+            help="The audit signing key (else LIAISON_AUDIT_KEY, hex); required.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve the admin API until Ctrl-C, as the admin-service principal.
 
@@ -231,12 +240,13 @@ def serve(
     PASSWORD. Create the first admin token with `liaison api tokens create admin --file`.
     """
     from bus.api import ApiSettings, create_app
+    from bus.audit import load_signer
     from bus.cli import _connection
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         settings = ApiSettings(prefix=prefix, tokens_path=tokens, public_bootstrap=public_bootstrap)
-        app = create_app(_connection(data_dir), settings)
+        app = create_app(_connection(data_dir), settings, signer=load_signer(audit_key_file))
     except (LiaisonError, ValueError) as exc:
         _error(str(exc))
         raise typer.Exit(code=2) from exc

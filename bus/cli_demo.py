@@ -15,6 +15,7 @@ import uvicorn
 from rich.console import Console
 
 from bus.api import ApiSettings, create_app
+from bus.audit import load_signer
 from bus.broker import Broker, BrokerConfig
 from bus.credentials import connection_from_file
 from bus.demo import (
@@ -136,6 +137,7 @@ async def _run_all(
         schema,
         pseudonym_keys(paths),
         EdgeConfig(),
+        signer=load_signer(paths.audit_key),
     )
     tasks = [asyncio.create_task(router.run(stop), name="edge")]
     app = create_app(
@@ -143,6 +145,7 @@ async def _run_all(
         ApiSettings(tokens_path=paths.tokens, public_bootstrap=admin.bootstrap_servers),
         schema=schema,
         extra_metrics=[router.metrics.registry],
+        signer=load_signer(paths.audit_key),
     )
     server = EmbeddedServer(uvicorn.Config(app, host=host, port=api_port, log_level="warning"))
     tasks.append(asyncio.create_task(server.serve(), name="admin api"))

@@ -34,6 +34,7 @@ from pydantic import SecretBytes
 
 from bus.adapters import AdapterRunner, load_runner_config
 from bus.api import AdminService, ApiSettings, Principal, TokenStore
+from bus.audit import load_signer, new_key_hex
 from bus.bulletin import BulletinGenerator, BulletinSchema
 from bus.credentials import connection_from_file, save_credentials, write_private
 from bus.errors import ConfigError, LiaisonError
@@ -93,6 +94,11 @@ class DemoPaths:
     @property
     def pseudonym_key(self) -> Path:
         return self.root / "pseudonym.key"
+
+    @property
+    def audit_key(self) -> Path:
+        """The audit log's Ed25519 signing key (hex seed): the router and the API sign with it."""
+        return self.root / "audit.key"
 
     def agency_dir(self, agency: str) -> Path:
         return self.root / "agencies" / agency
@@ -198,11 +204,16 @@ async def setup(
     if not paths.pseudonym_key.exists():
         write_private(paths.pseudonym_key, secrets.token_hex(32) + "\n")
         report(f"pseudonym key written to {paths.pseudonym_key}")
+    if not paths.audit_key.exists():
+        write_private(paths.audit_key, new_key_hex() + "\n")
+        report(f"audit signing key written to {paths.audit_key}")
     async with KafkaRegistryStore(service, topic=names.schemas) as store:
         registry = SchemaRegistry(store)
         await registry.register(BULLETIN, canonical_json(schema.composed))
         await registry.register(VIEW, canonical_json(schema.catalog.composed(VIEW)))
-    admin_service = AdminService(service, ApiSettings(tokens_path=paths.tokens), schema)
+    admin_service = AdminService(
+        service, ApiSettings(tokens_path=paths.tokens), schema, signer=load_signer(paths.audit_key)
+    )
     await admin_service.start()
     try:
         document = policy.model_dump(mode="json")

@@ -111,6 +111,10 @@ def edge_acls(principal: str, names: TopicNames) -> list[Acl]:
         _acl(principal, ResourceType.TOPIC, names.inbound_prefix, AclOperation.READ, True),
         _acl(principal, ResourceType.TOPIC, names.outbound_prefix, AclOperation.WRITE, True),
         _acl(principal, ResourceType.TOPIC, names.audit, AclOperation.WRITE),
+        # A restarted router resumes its audit chain from its own position record, so it
+        # never needs to read the audit log itself.
+        _acl(principal, ResourceType.TOPIC, names.audit_state, AclOperation.READ),
+        _acl(principal, ResourceType.TOPIC, names.audit_state, AclOperation.WRITE),
         _acl(principal, ResourceType.TOPIC, names.deadletter, AclOperation.WRITE),
         _acl(principal, ResourceType.TOPIC, names.policies, AclOperation.READ),
         _acl(principal, ResourceType.TOPIC, names.agencies, AclOperation.READ),
@@ -180,6 +184,7 @@ class Provisioner:
             TopicSpec(n.schemas, config=_COMPACT),
             TopicSpec(n.deadletter, config={"retention.ms": str(90 * 24 * 3600 * 1000)}),
             TopicSpec(n.audit, config={"retention.ms": "-1", "retention.bytes": "-1"}),
+            TopicSpec(n.audit_state, config=_COMPACT),
         ]
         return await asyncio.to_thread(self._create_missing, specs)
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import SecretBytes
 
+from bus.audit import Signer, new_key_hex
 from bus.bulletin import Bulletin, BulletinGenerator, BulletinSchema
 from bus.codec import WireCodec
 from bus.edge import EdgeConfig, EdgeRouter, publish_policy
@@ -75,6 +76,12 @@ class Bus:
     view_schema_id: int
     codec: WireCodec
     principals: list[str] = field(default_factory=list)
+    audit_key: str = field(default_factory=new_key_hex, repr=False)
+    """The audit signing key's seed (hex), generated per bus."""
+
+    @property
+    def signer(self) -> Signer:
+        return Signer(bytes.fromhex(self.audit_key))
 
     def agency(self, short: str) -> str:
         """The real agency id for a short name used in a test (``"a"`` -> ``"a-1f2e..."``)."""
@@ -194,6 +201,7 @@ async def running_edge(bus: Bus, **config: Any) -> AsyncIterator[EdgeRouter]:
         bus.schema,
         bus.keys,
         EdgeConfig(names=bus.names, topic_refresh_ms=500, **config),
+        signer=bus.signer,
     )
     stop = asyncio.Event()
     task = asyncio.create_task(router.run(stop))

@@ -52,6 +52,12 @@ class TopicNames:
         return f"{self.prefix}.audit"
 
     @property
+    def audit_state(self) -> str:
+        """Compacted: where each audit chain's writer keeps its position (seq, last hash,
+        tree frontier), written in the same transaction as its events."""
+        return f"{self.prefix}.audit.state"
+
+    @property
     def schemas(self) -> str:
         return f"{self.prefix}.schemas"
 

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from importlib.resources import files
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -58,6 +58,8 @@ from bus.api._state import (
     event_for_agency,
     event_visible_to,
 )
+from bus.audit import Signer
+from bus.audit._report import build_report, report_csv, report_html
 from bus.bulletin import AGENCY_ID_PATTERN, BulletinGenerator, BulletinSchema, Violation
 from bus.errors import BulletinInvalid, ConfigError, LiaisonError, PolicyError
 from bus.kafka import KafkaConnection
@@ -489,6 +491,59 @@ async def inspect_dead_letter(
 audit = APIRouter(prefix="/audit", tags=["audit"], responses=_ERRORS)
 
 
+@audit.get("/keys", summary="The audit log's signing keys")
+async def audit_keys(principal: Anyone, service: Service) -> list[dict[str, Any]]:
+    """Every Ed25519 public key published in the log (``audit.key`` events, oldest first):
+    what ``liaison audit verify`` checks checkpoint signatures with. Compare the key id with
+    the one you were given out of band before you trust it."""
+    return list(service.audit.keys.values())
+
+
+@audit.get("/checkpoints", summary="The latest signed checkpoint of each chain")
+async def audit_checkpoints(principal: AdminOrAuditor, service: Service) -> list[dict[str, Any]]:
+    """Keep these: given to ``liaison audit verify --anchor``, they prove later that the log
+    was not truncated or rewritten below them."""
+    return [service.audit.checkpoints[c] for c in sorted(service.audit.checkpoints)]
+
+
+@audit.get(
+    "/report",
+    summary="An agency's compliance report",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"application/json": {}, "text/csv": {}, "text/html": {}},
+            "description": "The report, as JSON, CSV or a self-contained HTML page.",
+        },
+        **_ERRORS,
+    },
+)
+async def audit_report(
+    principal: AdminOrAuditor,
+    service: Service,
+    agency: Annotated[str, Query(pattern=AGENCY_ID_PATTERN, examples=["north-river"])],
+    since: datetime | None = None,
+    until: datetime | None = None,
+    report_format: Annotated[Literal["json", "csv", "html"], Query(alias="format")] = "json",
+) -> Response:
+    """Sent and received by kind and marking, withheld with reasons, redactions by field and
+    action, policy versions in force, dead letters, and flows over time, for ``[since,
+    until)``. Counts and metadata only: never a payload value."""
+    for bound in (since, until):
+        if bound is not None and bound.tzinfo is None:
+            raise ApiError(422, "invalid_value", "since/until need a UTC offset (…Z or +00:00)")
+    events, _ = await service.scan_audit()
+    try:
+        report = build_report(events, agency=agency, start=since, end=until, names=service.names)
+    except ValueError as exc:
+        raise ApiError(422, "invalid_value", str(exc)) from exc
+    if report_format == "csv":
+        return Response(report_csv(report), media_type="text/csv")
+    if report_format == "html":
+        return HTMLResponse(report_html(report))
+    return JSONResponse(report.as_dict())
+
+
 @audit.get("", summary="Query audit events")
 async def query_audit(
     principal: Anyone,
@@ -668,6 +723,7 @@ def create_app(
     *,
     schema: BulletinSchema | None = None,
     extra_metrics: Sequence[CollectorRegistry] = (),
+    signer: Signer | None = None,
 ) -> FastAPI:
     """The admin API for the bus behind ``connection`` (the admin-service principal).
 
@@ -675,7 +731,9 @@ def create_app(
     cleanly with it. ``extra_metrics`` adds registries to ``/metrics`` (an edge router
     running in the same process, as in the demo).
     """
-    service = AdminService(connection, settings, schema or BulletinSchema(SchemaCatalog.load()))
+    service = AdminService(
+        connection, settings, schema or BulletinSchema(SchemaCatalog.load()), signer=signer
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -35,6 +35,7 @@ from bus.api._state import (
     activation_key,
     version_key,
 )
+from bus.audit import ChainWriter, Signer, recover_chain
 from bus.bulletin import BulletinSchema
 from bus.errors import KafkaAccessError, LiaisonError, PolicyError
 from bus.kafka import Consumer, KafkaAdmin, KafkaConnection, Producer, Record, TopicPartition
@@ -47,6 +48,10 @@ from bus.topics import TopicNames
 __all__ = ["AdminService", "ApiSettings", "ConflictError", "Lag", "NotFoundError"]
 
 log = logging.getLogger("liaison.api")
+
+ADMIN_CHAIN = "admin"
+"""The admin API's audit chain (one writer: run one admin API per bus)."""
+_SERVICE = Principal(token_id="service", role="admin")  # noqa: S106 - a name, not a secret
 
 
 class ApiSettings(BaseModel):
@@ -65,6 +70,9 @@ class ApiSettings(BaseModel):
     lag_interval_s: float = Field(default=2.0, gt=0, le=300)
     audit_scan_limit: int = Field(
         default=1_000_000, ge=1, description="Audit events a query reads at most."
+    )
+    checkpoint_every: int = Field(
+        default=50, ge=1, description="Admin events between signed checkpoints, at most."
     )
 
     @property
@@ -137,9 +145,18 @@ class AdminService:
     """Start with :meth:`start`, stop with :meth:`stop` (the app's lifespan does both)."""
 
     def __init__(
-        self, connection: KafkaConnection, settings: ApiSettings, schema: BulletinSchema
+        self,
+        connection: KafkaConnection,
+        settings: ApiSettings,
+        schema: BulletinSchema,
+        *,
+        signer: Signer | None = None,
     ) -> None:
+        """``signer`` signs the admin chain's checkpoints (and is published in the log)."""
         self.connection = connection
+        self.signer = signer
+        self._chain: ChainWriter | None = None
+        self._audit_lock = asyncio.Lock()
         self.settings = settings
         self.names = settings.names
         self.schema = schema
@@ -182,6 +199,8 @@ class AdminService:
                 started.append(follower)
             self._producer = Producer(self.connection, linger_ms=0)
             await self._producer.start()
+            self._chain = await self._recovered_chain()
+            await self._announce_key()
         except BaseException:
             for part in reversed(started):
                 await part.stop()
@@ -196,6 +215,7 @@ class AdminService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._lag_task
         if self._producer is not None:
+            await self._seal_on_stop()
             with contextlib.suppress(LiaisonError):
                 await self._producer.stop()
         for follower in self._followers.values():
@@ -218,13 +238,68 @@ class AdminService:
     # -- audit -----------------------------------------------------------------------
 
     async def record(self, event_type: str, actor: Principal, **fields: Any) -> None:
-        """Write an admin event to the audit log (never a secret, never a payload value)."""
+        """Write an admin event to the audit log (never a secret, never a payload value),
+        as the next link of the ``admin`` chain; a signed checkpoint follows when due."""
         event = {"type": event_type, "actor": actor.actor, "time": _now().isoformat(), **fields}
+        async with self._audit_lock:
+            await self._append(event)
+
+    async def _append(self, event: dict[str, Any]) -> None:
         producer = self._require_producer()
-        written = await producer.send(
-            self.names.audit, json.dumps(event).encode(), key=event_type.encode()
-        )
+        chain = self._chain
+        if chain is None:
+            raise KafkaAccessError("the admin service is not started")
+        chain.begin()
+        value = chain.seal(event)
+        checkpoint = chain.checkpoint() if chain.checkpoint_due() else None
+        try:
+            written = await producer.send(self.names.audit, value, key=ADMIN_CHAIN.encode())
+            if checkpoint is not None:
+                written = await producer.send(
+                    self.names.audit, checkpoint, key=f"checkpoint:{ADMIN_CHAIN}".encode()
+                )
+        except LiaisonError:
+            # Unknown whether it was written: read back what the log holds.
+            chain.discard()
+            self._chain = await self._recovered_chain()
+            raise
+        chain.committed()
         await self._followers["audit"].wait_past(written.offset)
+
+    async def _recovered_chain(self) -> ChainWriter:
+        state = await recover_chain(self.connection, self.names.audit, ADMIN_CHAIN)
+        return ChainWriter(state, self.signer, every=self.settings.checkpoint_every)
+
+    async def _seal_on_stop(self) -> None:
+        chain, producer = self._chain, self._producer
+        if chain is None or producer is None:
+            return
+        async with self._audit_lock:
+            chain.begin()
+            if not chain.checkpoint_due(force=True):
+                chain.discard()
+                return
+            try:
+                await producer.send(
+                    self.names.audit, chain.checkpoint(), key=f"checkpoint:{ADMIN_CHAIN}".encode()
+                )
+            except LiaisonError as exc:
+                chain.discard()
+                log.warning("no final audit checkpoint for the admin chain: %s", exc)
+                return
+            chain.committed()
+
+    async def _announce_key(self) -> None:
+        """Publish the signing key in the log when it is new: a rotation is an audit event."""
+        if self.signer is None or self.signer.public.key_id in self.audit.keys:
+            return
+        previous = sorted(self.audit.keys)
+        await self.record(
+            "audit.key",
+            _SERVICE,
+            **self.signer.public.to_json(),
+            previous=previous,
+        )
 
     def _require_producer(self) -> Producer:
         if self._producer is None:

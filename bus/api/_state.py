@@ -202,6 +202,10 @@ class AuditLedger:
     withheld: Counter[str] = field(default_factory=Counter)
     flows: dict[tuple[str, str], _Flow] = field(default_factory=dict)
     replayed: set[str] = field(default_factory=set)
+    checkpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The latest checkpoint of each chain."""
+    keys: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Signing keys published in the log (``audit.key`` events), by key id."""
     events: int = 0
     recent: deque[dict[str, Any]] = field(init=False)
 
@@ -222,6 +226,18 @@ class AuditLedger:
             self._decided(event)
         elif kind == "deadletter.replayed" and isinstance(event.get("deadletter"), str):
             self.replayed.add(event["deadletter"])
+        elif kind == "audit.checkpoint" and isinstance(event.get("chain"), str):
+            self.checkpoints[event["chain"]] = event
+        elif kind == "audit.key" and isinstance(event.get("key_id"), str):
+            self.keys.setdefault(
+                event["key_id"],
+                {
+                    "key_id": event["key_id"],
+                    "public_key": event.get("public_key"),
+                    "published_at": event.get("time"),
+                    "previous": event.get("previous", []),
+                },
+            )
 
     def _decided(self, event: dict[str, Any]) -> None:
         outcome = str(event.get("outcome", "unknown"))

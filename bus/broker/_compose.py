@@ -221,6 +221,7 @@ def compose_document() -> dict[str, Any]:
         )
     )
     pseudonym_key = _state("pseudonym.key")
+    audit_key = _state("audit.key")
     setup = _liaison_service(
         ["demo", "setup", "--state-dir", COMPOSE_STATE_DIR],
         {
@@ -236,10 +237,11 @@ def compose_document() -> dict[str, Any]:
         {
             "LIAISON_KAFKA_CREDENTIALS": _state("credentials/liaison.edge.json"),
             "LIAISON_PSEUDONYM_KEY_FILE": pseudonym_key,
+            "LIAISON_AUDIT_KEY_FILE": audit_key,
         },
         {"setup": "service_completed_successfully"},
         healthcheck=_http_healthcheck(COMPOSE_EDGE_METRICS_PORT, "/metrics", start_period="20s"),
-        # The edge only reads its credentials and the pseudonym key.
+        # The edge only reads its credentials and its keys.
         read_only_state=True,
     )
     api = _liaison_service(
@@ -248,7 +250,7 @@ def compose_document() -> dict[str, Any]:
         {
             "LIAISON_KAFKA_CREDENTIALS": _state("credentials/liaison.admin.json"),
             "LIAISON_API_TOKENS": _state("tokens.json"),
-            "LIAISON_PSEUDONYM_KEY_FILE": pseudonym_key,
+            "LIAISON_AUDIT_KEY_FILE": audit_key,
         },
         {"setup": "service_completed_successfully", "edge": "service_healthy"},
         healthcheck=_http_healthcheck(COMPOSE_API_PORT, "/readyz", start_period="30s"),

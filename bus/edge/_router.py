@@ -30,6 +30,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import BaseModel, ConfigDict, Field
 
+from bus.audit import ChainWriter, Signer, recover_position
 from bus.bulletin import Bulletin, BulletinSchema
 from bus.codec import WireCodec
 from bus.errors import (
@@ -88,6 +89,17 @@ class EdgeConfig(BaseModel):
         description="Fault-injection seam: print `pre-commit N` and "
         "`committed N` on stdout around each commit, so a test can kill at known moments.",
     )
+    checkpoint_every: int = Field(
+        default=1000, ge=1, description="Audit events between signed checkpoints, at most."
+    )
+    checkpoint_interval_ms: int = Field(
+        default=10_000, ge=1, description="Longest time between signed checkpoints."
+    )
+    audit_chain: bool = Field(
+        default=True,
+        description="Benchmark seam: False writes unchained audit events (as before issue 9) "
+        "to measure what chaining costs. Never in production: verify rejects them.",
+    )
     names: TopicNames = Field(default_factory=TopicNames)
 
     def model_post_init(self, _context: Any) -> None:
@@ -140,7 +152,11 @@ class EdgeRouter:
         schema: BulletinSchema,
         keys: RedactionKeys,
         config: EdgeConfig | None = None,
+        *,
+        signer: Signer | None = None,
     ) -> None:
+        """``signer`` signs the audit chain's checkpoints; without one the chain is kept
+        (every event linked to the previous one) but no checkpoint is written."""
         self.connection = connection
         self.schema = schema
         self.keys = keys
@@ -150,6 +166,9 @@ class EdgeRouter:
         self._policy_changed = asyncio.Event()
         self.stats = {"bulletins": 0, "views": 0, "dead_letters": 0, "transactions": 0}
         self.metrics = EdgeMetrics()
+        self.signer = signer
+        self.chain_id = f"edge.{self.config.instance}"
+        self._chain: ChainWriter | None = None
 
     @property
     def policy_version(self) -> int | None:
@@ -230,6 +249,7 @@ class EdgeRouter:
         await consumer.start()
         producer = await self._new_producer()
         try:
+            await self._recover_chain()
             owned: set[TopicPartition] = set()
             next_refresh = 0.0
             loop = asyncio.get_running_loop()
@@ -255,11 +275,47 @@ class EdgeRouter:
                     with contextlib.suppress(LiaisonError):
                         await producer.stop()
                     producer = await self._new_producer()
+                    await self._recover_chain()  # what was committed, now that it is settled
                     await self._rewind(consumer, owned)
+            await self._final_checkpoint(producer)
         finally:
             with contextlib.suppress(LiaisonError):
                 await producer.stop()
             await consumer.stop()
+
+    async def _recover_chain(self) -> None:
+        """The audit chain's committed position (after InitProducerId settled any open
+        transaction): the position record is written in the same transaction as the events."""
+        if not self.config.audit_chain:
+            return
+        state = await recover_position(self.connection, self.names.audit_state, self.chain_id)
+        self._chain = ChainWriter(
+            state,
+            self.signer,
+            every=self.config.checkpoint_every,
+            interval_s=self.config.checkpoint_interval_ms / 1000,
+        )
+
+    async def _final_checkpoint(self, producer: Producer) -> None:
+        """On a clean stop, sign everything written since the last checkpoint."""
+        chain = self._chain
+        if chain is None:
+            return
+        chain.begin()
+        if not chain.checkpoint_due(force=True):
+            chain.discard()
+            return
+        value = chain.checkpoint()
+        try:
+            await producer.begin_transaction()
+            await producer.send(self.names.audit, value, key=f"checkpoint:{self.chain_id}".encode())
+            await producer.send(self.names.audit_state, chain.position(), key=self._chain_key)
+            await producer.commit_transaction()
+        except LiaisonError as exc:
+            chain.discard()
+            log.warning("no final audit checkpoint (%s); the next start writes one", exc)
+            return
+        chain.committed()
 
     async def _new_producer(self) -> Producer:
         producer = Producer(
@@ -282,8 +338,16 @@ class EdgeRouter:
             if owner_of(t, p, self.config.instances) == self.config.instance
         }
         if wanted != owned:
+            # Partitions kept resume where this consumer stands (every record it returned
+            # is committed by now). Not at the group's committed offset: right after a
+            # commit that can still be the one before it (the transaction's offsets are
+            # pending until its markers are written), and rewinding there routes a batch
+            # twice.
+            kept = {tp: await consumer.position(tp) for tp in owned & wanted}
             consumer.assign(sorted(wanted))
-            await self._rewind(consumer, wanted)
+            await self._rewind(consumer, wanted - kept.keys())
+            for tp, position in kept.items():
+                consumer.seek(tp, position)
             log.info("instance %s owns %d partitions", self.config.instance, len(wanted))
         return wanted
 
@@ -310,6 +374,9 @@ class EdgeRouter:
         offsets: dict[TopicPartition, int] = {}
         for record in batch:
             offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
+        chain = self._chain
+        if chain is not None:
+            chain.begin()
         await producer.begin_transaction()
         await producer.send_offsets_to_transaction(offsets, self.names.edge_group)
         deliveries: list[Awaitable[RecordMetadata]] = []
@@ -322,14 +389,46 @@ class EdgeRouter:
             self.stats["bulletins"] += 1
             self.stats["views"] += outputs.delivered
             self.stats["dead_letters"] += int(outputs.rejected)
-        for delivery in deliveries:
-            await delivery
+            if chain is not None and chain.checkpoint_due(count_only=True):
+                # Every N events even inside a larger batch: N is a maximum.
+                deliveries.append(
+                    await producer.enqueue(
+                        self.names.audit,
+                        chain.checkpoint(),
+                        key=f"checkpoint:{self.chain_id}".encode(),
+                    )
+                )
+        if chain is not None:
+            if chain.checkpoint_due():
+                checkpoint_key = f"checkpoint:{self.chain_id}".encode()
+                deliveries.append(
+                    await producer.enqueue(self.names.audit, chain.checkpoint(), key=checkpoint_key)
+                )
+            deliveries.append(
+                await producer.enqueue(
+                    self.names.audit_state, chain.position(), key=self._chain_key
+                )
+            )
+        try:
+            for delivery in deliveries:
+                await delivery
+        except BaseException:
+            if chain is not None:
+                chain.discard()
+            raise
         number = self.stats["transactions"]
         if self.config.announce_commits:
             print(f"pre-commit {number}", flush=True)  # noqa: T201 - fault-injection seam
         if self.config.pre_commit_pause_ms:
             await asyncio.sleep(self.config.pre_commit_pause_ms / 1000)
-        await producer.commit_transaction()
+        try:
+            await producer.commit_transaction()
+        except BaseException:
+            if chain is not None:
+                chain.discard()
+            raise
+        if chain is not None:
+            chain.committed()
         self.stats["transactions"] += 1
         self.metrics.commit_latency.observe(time.monotonic() - started)
         self.metrics.transactions.inc()
@@ -412,8 +511,17 @@ class EdgeRouter:
                 for w in decision.withheld
             ],
         }
-        sends.append((self.names.audit, key, json.dumps(event).encode(), []))
+        sends.append((self.names.audit, self._chain_key, self._seal(event), []))
         return _Outputs(sends=sends, delivered=len(decision.views))
+
+    @property
+    def _chain_key(self) -> bytes:
+        return self.chain_id.encode()
+
+    def _seal(self, event: dict[str, Any]) -> bytes:
+        if self._chain is None:  # the benchmark seam: unchained
+            return json.dumps(event).encode()
+        return self._chain.seal(event)
 
     def _reject(
         self,
@@ -444,7 +552,7 @@ class EdgeRouter:
         return _Outputs(
             sends=[
                 (self.names.deadletter, record.key or key, record.value, headers),
-                (self.names.audit, key, json.dumps(event).encode(), []),
+                (self.names.audit, self._chain_key, self._seal(event), []),
             ],
             rejected=True,
         )

@@ -440,6 +440,17 @@ class Consumer(_Client):
         )
         return {TopicPartition(tp.topic, tp.partition): int(off) for tp, off in result.items()}
 
+    async def beginning_offsets(
+        self, partitions: Sequence[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        """The offset of the first record still kept (after retention)."""
+        self._require_started()
+        result = await self._call(
+            f"read beginning offsets of {', '.join(sorted({tp.topic for tp in partitions}))}",
+            self._impl.beginning_offsets([_AkTopicPartition(t, p) for t, p in partitions]),
+        )
+        return {TopicPartition(tp.topic, tp.partition): int(off) for tp, off in result.items()}
+
     async def position(self, tp: TopicPartition) -> int:
         """The offset of the next record this consumer will read from ``tp``."""
         self._require_started()

@@ -18,6 +18,7 @@ versions and registry subjects made for the purpose, or idempotent repeats.
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -238,6 +239,21 @@ def valid_json(world: World, role: str, answer: httpx.Response) -> None:
     assert answer.json() is not None
 
 
+def lists_the_signing_key(world: World, role: str, answer: httpx.Response) -> None:
+    public = world.bus.signer.public
+    keys = {key["key_id"]: key["public_key"] for key in answer.json()}
+    assert keys == {public.key_id: base64.b64encode(public.raw).decode()}
+
+
+def lists_checkpoints(world: World, role: str, answer: httpx.Response) -> None:
+    """The latest checkpoint of each chain: the router's final one at least (the world's)."""
+    checkpoints = answer.json()
+    assert all(c["type"] == "audit.checkpoint" for c in checkpoints)
+    chains = [c["chain"] for c in checkpoints]
+    assert "edge.0" in chains
+    assert len(set(chains)) == len(chains)
+
+
 SPEC: dict[tuple[str, str], Row] = {
     # -- public ----------------------------------------------------------------------
     ("GET", "/healthz"): Row(
@@ -306,6 +322,15 @@ SPEC: dict[tuple[str, str], Row] = {
     ),
     # -- audit -----------------------------------------------------------------------
     ("GET", "/audit"): Row(EVERYONE, at("/audit")),
+    ("GET", "/audit/keys"): Row(EVERYONE, at("/audit/keys"), lists_the_signing_key),
+    ("GET", "/audit/checkpoints"): Row(
+        ADMIN_OR_AUDITOR, at("/audit/checkpoints"), lists_checkpoints
+    ),
+    ("GET", "/audit/report"): Row(
+        ADMIN_OR_AUDITOR,
+        lambda world, role: Call("/audit/report", params={"agency": world.own}),
+        lambda w, r, a: assert_equal(a.json()["agency"], w.own),
+    ),
     # -- tokens ----------------------------------------------------------------------
     ("GET", "/tokens"): Row(admin_only(), at("/tokens")),
     ("POST", "/tokens"): Row(
@@ -449,6 +474,10 @@ def world(module_api: ApiHarness) -> Iterator[World]:
         return ids if len(ids) == 2 else {}
 
     letters = until(letters_of_a_and_b, "the API lists the dead letters of a and b")
+    until(
+        lambda: "edge.0" in {c["chain"] for c in admin.get("/audit/checkpoints").json()},
+        "the API holds the router's final audit checkpoint",
+    )
     spare = admin.post("/tokens", json={"role": "auditor", "label": "spare"}).json()
     world = World(
         api=api,

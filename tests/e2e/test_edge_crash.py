@@ -82,6 +82,7 @@ class Router:
             "LIAISON_KAFKA_USERNAME": self.bus.edge.username,
             "LIAISON_KAFKA_PASSWORD": self.bus.edge.password.get_secret_value(),
             "LIAISON_PSEUDONYM_KEY": self.bus.keys.master.get_secret_value().hex(),
+            "LIAISON_AUDIT_KEY": self.bus.audit_key,
             "LIAISON_TOPIC_PREFIX": self.bus.names.prefix,
         }
         self.proc = await asyncio.create_subprocess_exec(
@@ -127,7 +128,8 @@ class Router:
 async def _audit_offsets(bus: Bus) -> Counter[int]:
     inbound = bus.names.inbound(bus.agency("a"))
     events = [json.loads(r.value or b"{}") for r in await read_to_end(bus.admin, bus.names.audit)]
-    return Counter(e["input"]["offset"] for e in events if e["input"]["topic"] == inbound)
+    decisions = [e for e in events if e.get("type") == "bulletin.decided"]
+    return Counter(e["input"]["offset"] for e in decisions if e["input"]["topic"] == inbound)
 
 
 @pytest.fixture

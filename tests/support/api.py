@@ -108,8 +108,9 @@ class ServerProcess:
     here). In a process of its own the API cannot touch the test's ``random``.
     """
 
-    def __init__(self, connection: KafkaConnection, settings: ApiSettings) -> None:
+    def __init__(self, connection: KafkaConnection, settings: ApiSettings, audit_key: str) -> None:
         self._spec = {
+            "audit_key": audit_key,
             "connection": {
                 **connection.model_dump(mode="json"),
                 "password": connection.password.get_secret_value(),
@@ -186,12 +187,18 @@ async def provision_admin_service(bus: Bus) -> KafkaConnection:
 
 @contextmanager
 def running_api(
-    bus: Bus, service: KafkaConnection, tmp_path: Path, *, own_process: bool = False
+    bus: Bus,
+    service: KafkaConnection,
+    tmp_path: Path,
+    *,
+    own_process: bool = False,
+    **settings: Any,
 ) -> Iterator[ApiHarness]:
     """Tokens for admin, auditor and agencies a and b; the API serving until exit.
 
     ``own_process`` serves it from a child interpreter (:class:`ServerProcess`), else
-    from a thread of this one.
+    from a thread of this one. ``settings`` overrides :class:`ApiSettings` fields (e.g.
+    ``checkpoint_every``).
     """
     store = TokenStore(tmp_path / "tokens.json")
     tokens = {
@@ -200,11 +207,13 @@ def running_api(
         "a": store.create(f"agency:{bus.agency('a')}")[0],
         "b": store.create(f"agency:{bus.agency('b')}")[0],
     }
-    settings = ApiSettings(prefix=bus.names.prefix, tokens_path=store.path, lag_interval_s=0.5)
+    api_settings = ApiSettings(
+        prefix=bus.names.prefix, tokens_path=store.path, lag_interval_s=0.5, **settings
+    )
     server = (
-        ServerProcess(service, settings)
+        ServerProcess(service, api_settings, bus.audit_key)
         if own_process
-        else ServerThread(create_app(service, settings, schema=bus.schema))
+        else ServerThread(create_app(service, api_settings, schema=bus.schema, signer=bus.signer))
     )
     url = server.start()
     try:

@@ -1,7 +1,7 @@
 """The admin API in a process of its own: ``python -m tests.support.api_server``.
 
-It reads one JSON line on stdin, ``{"connection": {...}, "settings": {...}}`` (the
-admin service's password travels there, never in the arguments), serves on a free port
+It reads one JSON line on stdin, ``{"connection": {...}, "settings": {...}, "audit_key":
+"<hex>"}`` (the secrets travel there, never in the arguments), serves on a free port
 of 127.0.0.1, and prints its base URL on stdout once the API's state is loaded from
 Kafka. SIGTERM stops it cleanly (uvicorn runs the API's shutdown).
 """
@@ -15,6 +15,7 @@ import sys
 import uvicorn
 
 from bus.api import ApiSettings, create_app
+from bus.audit import Signer
 from bus.kafka import KafkaConnection
 
 
@@ -32,6 +33,7 @@ def main() -> None:
     app = create_app(
         KafkaConnection.model_validate(spec["connection"]),
         ApiSettings.model_validate(spec["settings"]),
+        signer=Signer(bytes.fromhex(spec["audit_key"])),
     )
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
     _AnnouncingServer(config).run()
