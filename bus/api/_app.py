@@ -535,8 +535,13 @@ async def audit_report(
     events, _ = await service.scan_audit()
     try:
         report = build_report(events, agency=agency, start=since, end=until, names=service.names)
-    except ValueError as exc:
-        raise ApiError(422, "invalid_value", str(exc)) from exc
+    except ValueError as exc:  # its message quotes the times: never echo request values
+        raise ApiError(
+            422,
+            "invalid_value",
+            "the period is empty or too long: `until` must be after `since`, "
+            "and a report covers at most about ten years",
+        ) from exc
     if report_format == "csv":
         return Response(report_csv(report), media_type="text/csv")
     if report_format == "html":
