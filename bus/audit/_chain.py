@@ -22,6 +22,7 @@ know each other's last hash without coordination, while one transactional id per
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -43,8 +44,33 @@ CHECKPOINT = "audit.checkpoint"
 GENESIS = "0" * 64
 
 
+_SAFE_INT = 2**53
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``json.dumps`` already writes ``value`` as RFC 8785 does: no float, integers
+    a double holds exactly, ASCII keys (so code-point order is UTF-16 order)."""
+    if value is None or isinstance(value, (str, bool)):
+        return True
+    if isinstance(value, int):
+        return -_SAFE_INT < value < _SAFE_INT
+    if isinstance(value, list):
+        return all(_plain(item) for item in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and k.isascii() and _plain(v) for k, v in value.items())
+    return False
+
+
 def canonical(value: Any) -> bytes:
-    """RFC 8785 (JSON Canonicalization Scheme) bytes of a JSON value."""
+    """RFC 8785 (JSON Canonicalization Scheme) bytes of a JSON value.
+
+    Audit events hold only strings, small integers, booleans, lists and objects with ASCII
+    keys: for those, the standard library's sorted, compact, non-ASCII-preserving output is
+    byte for byte RFC 8785's (same escapes, lowercase ``\\u00xx``), and several times
+    faster than the general implementation, which everything else goes through.
+    """
+    if _plain(value):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     return rfc8785.dumps(value)
 
 

@@ -598,3 +598,21 @@ def test_load_signer_says_a_key_of_the_wrong_length_needs_32_bytes_and_never_sho
     assert secret[:8] not in shown(error.value)
     assert secret[-8:] not in shown(error.value)
     assert capsys.readouterr() == ("", "")
+
+
+_PLAIN_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(alphabet=st.characters(max_codepoint=127)), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(_PLAIN_JSON)
+def test_the_fast_canonical_form_is_byte_for_byte_rfc_8785(value: Any) -> None:
+    assert canonical(value) == rfc8785.dumps(value)
