@@ -48,7 +48,7 @@ async def eventually(condition: Callable[[], bool], what: str, *, timeout_s: flo
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout_s}s: {what}")
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # sleep-ok: the poll interval of a deadline wait
 
 
 def runner_config(bus: Bus, short: str, tmp_path: Path, *instances: dict[str, Any]) -> RunnerConfig:

@@ -959,7 +959,7 @@ async def run_source(
         for _ in range(100):  # the last file moves aside just after its record is handed over
             if not list((tmp_path / "in").glob("*.xml")):
                 break
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # sleep-ok: bounded poll for the file to move aside
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
