@@ -41,6 +41,9 @@ class TopicFollower:
         self._position = 0
         self._progress = asyncio.Condition()
         self._consumer: Consumer | None = None
+        self._ends: Consumer | None = None
+        """Asks end offsets for :meth:`sync` and fetches nothing, so no long-polling fetch
+        (500 ms) of the tailing consumer holds its answer back."""
         self._tail: asyncio.Task[None] | None = None
         self.failure: BaseException | None = None
 
@@ -51,16 +54,17 @@ class TopicFollower:
 
     async def start(self) -> None:
         consumer = self._consumer = Consumer(self._connection)
+        ends = self._ends = Consumer(self._connection)
         await consumer.start()
         try:
-            consumer.assign([self._tp])
-            await consumer.seek_to_beginning(self._tp)
-            end = (await consumer.end_offsets([self._tp]))[self._tp]
+            await ends.start()
+            end = (await consumer.assign_from_beginning([self._tp]))[self._tp]
             while self._position < end:
                 await self._read_batch()
         except BaseException:
             await consumer.stop()
-            self._consumer = None
+            await ends.stop()
+            self._consumer = self._ends = None
             raise
         self._tail = asyncio.create_task(self._tail_forever(), name=f"follow {self.topic}")
 
@@ -73,12 +77,15 @@ class TopicFollower:
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
+        if self._ends is not None:
+            await self._ends.stop()
+            self._ends = None
 
     async def sync(self) -> None:
         """Wait until every record committed before this call has been applied."""
-        if self._consumer is None:
+        if self._ends is None:
             raise KafkaAccessError(f"not following {self.topic}: the API is not started")
-        end = (await self._consumer.end_offsets([self._tp]))[self._tp]
+        end = (await self._ends.end_offsets([self._tp]))[self._tp]
         await self.wait_past(end - 1)
 
     async def wait_past(self, offset: int) -> None:
@@ -125,10 +132,10 @@ async def read_one(connection: KafkaConnection, topic: str, partition: int, offs
     """The committed record at ``offset``; :class:`LiaisonError` if there is none."""
     tp = TopicPartition(topic, partition)
     async with Consumer(connection) as consumer:
-        consumer.assign([tp])
-        end = (await consumer.end_offsets([tp]))[tp]
+        end = (await consumer.end_offsets([tp]))[tp]  # before assign: no fetch ahead of it
         if offset >= end:
             raise LiaisonError(f"{topic}[{partition}] has no record at offset {offset}")
+        consumer.assign([tp])
         consumer.seek(tp, offset)
         while await consumer.position(tp) <= offset:
             for record in await consumer.getmany(timeout_ms=500):

@@ -311,9 +311,9 @@ class AdminService:
         tp = TopicPartition(self.names.audit, 0)
         events: list[dict[str, Any]] = []
         async with Consumer(self.connection) as consumer:
-            consumer.assign([tp])
-            end = (await consumer.end_offsets([tp]))[tp]
+            end = (await consumer.end_offsets([tp]))[tp]  # before assign: no fetch ahead of it
             start = max(0, end - self.settings.audit_scan_limit)
+            consumer.assign([tp])
             consumer.seek(tp, start)
             while await consumer.position(tp) < end:
                 for record in await consumer.getmany(timeout_ms=500):

@@ -49,16 +49,29 @@ _SAFE_INT = 2**53
 
 def _plain(value: Any) -> bool:
     """Whether ``json.dumps`` already writes ``value`` as RFC 8785 does: no float, integers
-    a double holds exactly, ASCII keys (so code-point order is UTF-16 order)."""
-    if value is None or isinstance(value, (str, bool)):
-        return True
-    if isinstance(value, int):
-        return -_SAFE_INT < value < _SAFE_INT
-    if isinstance(value, list):
-        return all(_plain(item) for item in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and k.isascii() and _plain(v) for k, v in value.items())
-    return False
+    a double holds exactly, ASCII keys (so code-point order is UTF-16 order).
+
+    Exact types only (a ``str`` or ``int`` subclass takes the general path), walked with a
+    stack rather than recursion: this runs once per audit event, on the router's hot path.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is dict:
+            for key, child in item.items():
+                if type(key) is not str or not key.isascii():
+                    return False
+                if type(child) is not str:
+                    stack.append(child)
+        elif kind is list:
+            stack.extend(item)
+        elif kind is int:
+            if not -_SAFE_INT < item < _SAFE_INT:
+                return False
+        elif not (kind is str or kind is bool or item is None):
+            return False
+    return True
 
 
 def canonical(value: Any) -> bytes:

@@ -86,9 +86,7 @@ async def read_evidence(connection: KafkaConnection, names: TopicNames) -> Evide
     audit = TopicPartition(names.audit, 0)
     records: list[AuditRecord] = []
     async with Consumer(connection) as consumer:
-        consumer.assign([audit])
-        await consumer.seek_to_beginning(audit)
-        end = (await consumer.end_offsets([audit]))[audit]
+        end = (await consumer.assign_from_beginning([audit]))[audit]
         while await consumer.position(audit) < end:
             for record in await consumer.getmany(timeout_ms=500):
                 if record.offset < end:

@@ -29,9 +29,7 @@ async def recover_chain(connection: KafkaConnection, topic: str, chain: str) -> 
     checkpoint: dict[str, Any] | None = None
     after: list[bytes] = []
     async with Consumer(connection) as consumer:
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        end = (await consumer.end_offsets([tp]))[tp]
+        end = (await consumer.assign_from_beginning([tp]))[tp]
         while await consumer.position(tp) < end:
             for record in await consumer.getmany(timeout_ms=500):
                 value = record.value or b""
@@ -56,9 +54,7 @@ async def recover_position(connection: KafkaConnection, topic: str, chain: str) 
     latest: bytes | None = None
     key = chain.encode()
     async with Consumer(connection) as consumer:
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        end = (await consumer.end_offsets([tp]))[tp]
+        end = (await consumer.assign_from_beginning([tp]))[tp]
         while await consumer.position(tp) < end:
             for record in await consumer.getmany(timeout_ms=500):
                 if record.key == key:

@@ -431,8 +431,33 @@ class Consumer(_Client):
             self._impl.seek_to_beginning(*(_AkTopicPartition(t, p) for t, p in partitions)),
         )
 
+    async def assign_from_beginning(
+        self, partitions: Sequence[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        """Read exactly ``partitions`` from their first record; returns their end offsets.
+
+        The end offsets are asked before the assignment, on purpose: aiokafka sends
+        ListOffsets on the same connection as its fetches, and the broker answers a
+        connection's requests in order, so behind a long-polling fetch (``fetch_max_wait_ms``,
+        500 ms) every end-offset query of an assigned consumer waits half a second.
+        """
+        self._require_started()
+        for topic in sorted({tp.topic for tp in partitions}):
+            # Known metadata first: otherwise ListOffsets fails once and backs off 100 ms.
+            await self._call(
+                f"read the metadata of {topic}", self._impl._client._wait_on_metadata(topic)
+            )
+        ends = await self.end_offsets(partitions)
+        self.assign(partitions)
+        await self.seek_to_beginning(*partitions)
+        return ends
+
     async def end_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
-        """The offset after the last readable record (the last stable one under read_committed)."""
+        """The offset after the last readable record (the last stable one under read_committed).
+
+        On an assigned consumer this waits behind any fetch in flight (up to 500 ms); see
+        :meth:`assign_from_beginning`.
+        """
         self._require_started()
         result = await self._call(
             f"read end offsets of {', '.join(sorted({tp.topic for tp in partitions}))}",

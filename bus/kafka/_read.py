@@ -15,9 +15,7 @@ async def read_to_end(
     tps = [TopicPartition(topic, p) for p in range(partitions)]
     records: list[Record] = []
     async with Consumer(connection) as consumer:
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
+        ends = await consumer.assign_from_beginning(tps)
         pending = {tp for tp in tps if ends[tp] > 0}
         while pending:
             for record in await consumer.getmany(timeout_ms=500):

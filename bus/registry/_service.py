@@ -100,9 +100,7 @@ class KafkaRegistryStore:
         consumer = self._consumer = Consumer(self._connection)
         await consumer.start()
         try:
-            consumer.assign([self._tp])
-            await consumer.seek_to_beginning(self._tp)
-            end = (await consumer.end_offsets([self._tp]))[self._tp]
+            end = (await consumer.assign_from_beginning([self._tp]))[self._tp]
             while self._position < end:
                 await self._read_batch()
             if self._writable:

@@ -144,9 +144,7 @@ async def read_uncommitted(connection: KafkaConnection, topic: str) -> list[Reco
     """Every record of ``topic``'s partition 0 up to its high watermark, aborted ones too."""
     tp = TopicPartition(topic, 0)
     async with Consumer(connection, isolation_level="read_uncommitted") as consumer:
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        end = (await consumer.end_offsets([tp]))[tp]
+        end = (await consumer.assign_from_beginning([tp]))[tp]
         records: list[Record] = []
         while await consumer.position(tp) < end:
             records += await consumer.getmany(timeout_ms=500)

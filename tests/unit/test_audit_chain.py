@@ -34,7 +34,9 @@ from bus.audit import (
     new_key_hex,
     root_of,
 )
+from bus.audit._chain import _plain
 from bus.audit._keys import KEY_ENV, KEY_FILE_ENV, PublicKey
+from bus.bulletin import Marking
 from bus.errors import ConfigError
 
 SEED = bytes(range(32))
@@ -616,3 +618,38 @@ _PLAIN_JSON = st.recursive(
 @given(_PLAIN_JSON)
 def test_the_fast_canonical_form_is_byte_for_byte_rfc_8785(value: Any) -> None:
     assert canonical(value) == rfc8785.dumps(value)
+
+
+_ANY_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(_ANY_JSON)
+def test_canonical_is_rfc_8785_for_values_off_the_fast_path_too(value: Any) -> None:
+    """Floats and non-ASCII keys are not plain: they take the general implementation."""
+    assert canonical(value) == rfc8785.dumps(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "plain"),
+    [
+        ({"a": [1, "x", True, None, {"b": -(2**53) + 1}]}, True),
+        ({"a": [1, 2.0]}, False),
+        ({"é": 1}, False),
+        ({"a": 2**53}, False),
+        ([-(2**53)], False),
+        ({1: 2}, False),
+        ({"a": Marking.GREEN}, False),  # a str subclass: the general path decides
+    ],
+)
+def test_only_exactly_plain_values_take_the_fast_path(value: Any, plain: bool) -> None:
+    assert _plain(value) is plain
