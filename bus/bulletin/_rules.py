@@ -264,7 +264,14 @@ class BulletinSchema:
 
     def _body_schema(self, body: dict[str, Any], schema: Any, full: str) -> Iterator[Violation]:
         try:
+            # The cheap question first: with raise_errors=True fastavro raises (and renders
+            # as JSON, schema included) an error for every union branch it rules out, even
+            # when the body is valid. That was ~12% of the router's CPU.
+            if validate(body, schema, raise_errors=False):
+                return
             validate(body, schema, raise_errors=True)
+            # Invalid, but no detail: still a violation (fail closed).
+            yield Violation("body", "", Rule.BODY_SCHEMA, "does not fit the kind's schema")
         except AvroValidationError as exc:
             for err in exc.errors:
                 # fastavro names a field by its record's full name: turn it into a path.
