@@ -145,10 +145,14 @@ class Bus:
             return await read_until(consumer, done, timeout_s=timeout_s)
 
 
-async def build_bus(admin: KafkaConnection, shorts: tuple[str, ...] = ("a", "b", "c")) -> Bus:
+async def build_bus(
+    admin: KafkaConnection, shorts: tuple[str, ...] = ("a", "b", "c"), *, partitions: int = 1
+) -> Bus:
+    """An isolated bus: its own topic prefix, agencies (``partitions`` per inbound and
+    outbound topic), edge principal and registered schemas."""
     tag = uuid.uuid4().hex[:8]
     names = TopicNames(prefix=f"bus{tag}")
-    provisioner = Provisioner(admin, names=names)
+    provisioner = Provisioner(admin, names=names, partitions=partitions)
     await provisioner.ensure_bus_topics()
     agencies: dict[str, KafkaConnection] = {}
     for short in shorts:
