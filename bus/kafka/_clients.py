@@ -389,7 +389,12 @@ class Consumer(_Client):
         isolation_level: Literal["read_committed", "read_uncommitted"] = "read_committed",
         auto_offset_reset: Literal["earliest", "latest"] = "earliest",
         request_timeout_ms: int = 30_000,
+        fetch_max_wait_ms: int = 500,
     ) -> None:
+        """``fetch_max_wait_ms``: how long the broker holds a fetch that finds no data. aiokafka
+        keeps one fetch in flight per broker and leaves out partitions with records still
+        buffered, so a consumer of busy and idle partitions waits up to this long, once its
+        buffer drains, behind a fetch for the idle ones alone."""
         super().__init__(connection)
         self.topics = topics
         self.group_id = group_id
@@ -400,6 +405,7 @@ class Consumer(_Client):
             auto_offset_reset=auto_offset_reset,
             enable_auto_commit=False,
             request_timeout_ms=request_timeout_ms,
+            fetch_max_wait_ms=fetch_max_wait_ms,
             **connection.aiokafka_kwargs(),
         )
 
