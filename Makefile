@@ -5,6 +5,8 @@
 #                and three fictional agencies exchanging bulletins (Ctrl-C stops it all)
 #   make broker  a local secured broker in the foreground (Ctrl-C stops it)
 #   make policy-proof  the policy engine's proofs at 10,000 hypothesis examples
+#   make bench   the benchmark: the router against plain-Kafka baselines, latency, scaling,
+#                memory and a profile, in one run (benchmarks/results/<date>.md)
 
 SHELL      := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -13,7 +15,7 @@ VENV       ?= .venv
 BIN        := $(VENV)/bin
 STAMP      := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit integration policy-proof demo screenshots broker tools jars clean
+.PHONY: test lint typecheck unit integration policy-proof bench demo screenshots broker tools jars clean
 
 test: $(STAMP) jars lint typecheck
 	$(BIN)/pytest
@@ -37,6 +39,12 @@ policy-proof: $(STAMP)
 	HYPOTHESIS_PROFILE=proof $(BIN)/pytest -p no:cacheprovider --timeout=0 \
 		tests/unit/test_policy_properties.py tests/unit/test_policy_canary.py \
 		tests/unit/test_policy_differential.py
+
+# The router against B0/B1/B2 baselines on one broker, interleaved rounds; writes
+# benchmarks/results/<date>.json and .md and a profile. About 30 minutes on 2 cores (1,000,000
+# bulletins for the memory trend); options: python benchmarks/run.py -h (--quick: minutes).
+bench: $(STAMP) jars
+	$(BIN)/python benchmarks/run.py
 
 # Java 17+ and Maven run the broker and fetch its jars. Install them if missing and we can.
 tools:
