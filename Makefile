@@ -7,6 +7,8 @@
 #   make policy-proof  the policy engine's proofs at 10,000 hypothesis examples
 #   make bench   the benchmark: the router against plain-Kafka baselines, latency, scaling,
 #                memory and a profile, in one run (benchmarks/results/<date>.md)
+#   make chaos   fault injection at full size: SIGKILLed routers and broker, a zombie router,
+#                fuzzed records; prints a verdict table, fails on any violation (docs/chaos.md)
 
 SHELL      := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -15,7 +17,7 @@ VENV       ?= .venv
 BIN        := $(VENV)/bin
 STAMP      := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit integration policy-proof bench demo screenshots broker tools jars clean
+.PHONY: test lint typecheck unit integration policy-proof bench chaos demo screenshots broker tools jars clean
 
 test: $(STAMP) jars lint typecheck
 	$(BIN)/pytest
@@ -31,7 +33,7 @@ unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
 integration: $(STAMP) jars
-	$(BIN)/pytest tests/integration tests/e2e
+	$(BIN)/pytest tests/integration tests/e2e tests/chaos
 
 # The policy engine's property, canary and differential tests at 10,000 examples each
 # (the default suite runs them at 100).
@@ -39,6 +41,12 @@ policy-proof: $(STAMP)
 	HYPOTHESIS_PROFILE=proof $(BIN)/pytest -p no:cacheprovider --timeout=0 \
 		tests/unit/test_policy_properties.py tests/unit/test_policy_canary.py \
 		tests/unit/test_policy_differential.py
+
+# Fault injection (issue 10) at full size on brokers of its own: 100,000 bulletins through 20
+# router SIGKILLs at every step of a transaction, a SIGKILLed broker, zombie routers, 1,000
+# fuzzed records. The suite runs small versions (tests/chaos); options: python -m tests.chaos -h
+chaos: $(STAMP) jars
+	$(BIN)/python -m tests.chaos
 
 # The router against B0/B1/B2 baselines on one broker, interleaved rounds; writes
 # benchmarks/results/<date>.json and .md and a profile. About 30 minutes on 2 cores (1,000,000

@@ -599,8 +599,11 @@ def edge_run(
     metrics_host: Annotated[str, typer.Option(help="Address of the metrics server.")] = (
         "127.0.0.1"
     ),
+    # Fault-injection seams for the crash and chaos tests (tests/chaos), off by default.
     pre_commit_pause_ms: Annotated[int, typer.Option(hidden=True)] = 0,
     announce_commits: Annotated[bool, typer.Option(hidden=True)] = False,
+    pause_at: Annotated[str | None, typer.Option(hidden=True)] = None,
+    pause_ms: Annotated[int, typer.Option(hidden=True)] = 0,
     data_dir: DataDir = _DEFAULT_DATA_DIR,
     schemas: SchemaDir = None,
 ) -> None:
@@ -628,6 +631,8 @@ def edge_run(
             commit_interval_ms=commit_interval_ms,
             pre_commit_pause_ms=pre_commit_pause_ms,
             announce_commits=announce_commits,
+            pause_at=pause_at,
+            pause_ms=pause_ms,
             names=TopicNames(prefix=prefix),
         )
         router = EdgeRouter(

@@ -282,6 +282,16 @@ class Broker:
         return self._proc.pid if self._proc else None
 
     @property
+    def client_port(self) -> int:
+        """The client listener's port (chosen at start when configured as 0)."""
+        return self._client_port
+
+    @property
+    def controller_port(self) -> int:
+        """The controller listener's port (chosen at start when configured as 0)."""
+        return self._controller_port
+
+    @property
     def bootstrap_servers(self) -> str:
         return f"{HOST}:{self._client_port}"
 
@@ -377,6 +387,23 @@ class Broker:
         self._release()
         self._paths.state.unlink(missing_ok=True)
         self._state = BrokerState.STOPPED
+
+    def kill(self) -> None:
+        """SIGKILL the JVM, as a crash would (no controlled shutdown, no flush): for fault
+        injection. The data directory stays; a new handle with the same ``data_dir`` and
+        ports (:meth:`restart_config`) starts the broker again on the same data."""
+        if self._proc is None:
+            raise BrokerNotRunningError(f"broker is {self._state.value}; nothing to kill")
+        self._kill()
+        self._paths.state.unlink(missing_ok=True)
+        self._state = BrokerState.STOPPED
+
+    def restart_config(self) -> BrokerConfig:
+        """This broker's configuration with the ports it actually used, so that a restart
+        (after :meth:`stop` or :meth:`kill`) answers on the same address."""
+        return self.config.model_copy(
+            update={"client_port": self._client_port, "controller_port": self._controller_port}
+        )
 
     @staticmethod
     def stop_detached(data_dir: Path, *, timeout_s: float = 30.0) -> int:

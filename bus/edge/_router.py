@@ -93,9 +93,18 @@ class EdgeConfig(BaseModel):
     )
     announce_commits: bool = Field(
         default=False,
-        description="Fault-injection seam: print `pre-commit N` and "
-        "`committed N` on stdout around each commit, so a test can kill at known moments.",
+        description="Fault-injection seam: print each step of each transaction on stdout "
+        "(`consumed N <topic>:<partition>:<first>-<last> ...`, `begun N`, `pre-commit N`, "
+        "`committing N`, `committed N`; N is the number of transactions this process has "
+        "committed before), so a test can kill at known moments.",
     )
+    pause_at: str | None = Field(
+        default=None,
+        pattern=r"^(consumed|begun|pre-commit)(:[0-9]+)?$",
+        description="Fault-injection seam: `STEP` or `STEP:N` pauses `pause_ms` at that step "
+        "(`consumed`, `begun` or `pre-commit`) of every transaction, or of transaction N only.",
+    )
+    pause_ms: int = Field(default=0, ge=0, description="How long `pause_at` pauses.")
     checkpoint_every: int = Field(
         default=1000, ge=1, description="Audit events between signed checkpoints, at most."
     )
@@ -277,6 +286,7 @@ class EdgeRouter:
                 if not batch:
                     continue
                 try:
+                    await self._step("consumed", batch)
                     await self._transact(producer, batch, codec, registry)
                 except ProducerFencedError:
                     raise  # another instance with our id runs: stop, never fight it
@@ -389,6 +399,7 @@ class EdgeRouter:
             chain.begin()
         await producer.begin_transaction()
         await producer.send_offsets_to_transaction(offsets, self.names.edge_group)
+        await self._step("begun")
         deliveries: list[Awaitable[RecordMetadata]] = []
         tallies: list[tuple[int, int]] = []
         for record in batch:
@@ -427,10 +438,8 @@ class EdgeRouter:
                 chain.discard()
             raise
         number = self.stats["transactions"]
-        if self.config.announce_commits:
-            print(f"pre-commit {number}", flush=True)  # noqa: T201 - fault-injection seam
-        if self.config.pre_commit_pause_ms:
-            await asyncio.sleep(self.config.pre_commit_pause_ms / 1000)
+        await self._step("pre-commit")
+        await self._step("committing")
         try:
             await producer.commit_transaction()
         except BaseException:
@@ -447,6 +456,27 @@ class EdgeRouter:
         self.metrics.dead_letters.inc(sum(counts[1] for counts in tallies))
         if self.config.announce_commits:
             print(f"committed {number}", flush=True)  # noqa: T201 - fault-injection seam
+
+    async def _step(self, step: str, batch: list[Record] | None = None) -> None:
+        """Fault-injection seam (off by default): announce a step of the transaction on
+        stdout and pause there, so that a test can SIGKILL (or SIGSTOP) the router at it."""
+        number = self.stats["transactions"]
+        if self.config.announce_commits:
+            ranges = ""
+            if batch:
+                spans: dict[tuple[str, int], tuple[int, int]] = {}
+                for record in batch:
+                    first, _ = spans.get((record.topic, record.partition), (record.offset, 0))
+                    spans[(record.topic, record.partition)] = (first, record.offset)
+                ranges = "".join(f" {t}:{p}:{a}-{b}" for (t, p), (a, b) in spans.items())
+            print(f"{step} {number}{ranges}", flush=True)  # noqa: T201 - fault-injection seam
+        pause_ms = self.config.pre_commit_pause_ms if step == "pre-commit" else 0
+        if self.config.pause_at is not None:
+            name, _, only = self.config.pause_at.partition(":")
+            if name == step and (not only or int(only) == number):
+                pause_ms += self.config.pause_ms
+        if pause_ms:
+            await asyncio.sleep(pause_ms / 1000)
 
     # -- one record ------------------------------------------------------------------
 

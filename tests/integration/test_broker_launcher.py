@@ -23,8 +23,13 @@ from bus.broker._compose import compose_cluster_id, format_properties
 from bus.broker._jars import kafka_libs
 from bus.broker._launcher import find_java
 from bus.broker._properties import render_properties
-from bus.errors import BrokerStartError, BrokerStartTimeoutError, PortInUseError
-from bus.kafka import KafkaAdmin, TopicSpec
+from bus.errors import (
+    BrokerNotRunningError,
+    BrokerStartError,
+    BrokerStartTimeoutError,
+    PortInUseError,
+)
+from bus.kafka import KafkaAdmin, KafkaConnection, Producer, Record, TopicSpec, read_to_end
 from tests.support import jvm_pids_using, wait_for_exit
 
 pytestmark = pytest.mark.integration
@@ -95,6 +100,48 @@ def test_a_restart_keeps_topics_and_credentials(data_dir: Path) -> None:
 
     assert "survives.restart" in topics
     assert same_password
+
+
+def test_a_sigkilled_broker_restarts_on_its_data_at_the_same_address(data_dir: Path) -> None:
+    """``kill()`` is a crash (SIGKILL, no controlled shutdown); ``restart_config()`` brings
+    the broker back on the same data, port and credentials, with acknowledged records."""
+    broker = Broker(BrokerConfig(data_dir=data_dir))
+    broker.start()
+    try:
+        connection = broker.connection
+        with KafkaAdmin(connection) as admin:
+            admin.create_topics([TopicSpec("survives.sigkill")])
+        acknowledged = asyncio.run(_send_one(connection, "survives.sigkill"))
+        jvm_pid = broker.pid
+        assert jvm_pid is not None
+
+        broker.kill()
+
+        assert broker.state is BrokerState.STOPPED
+        assert wait_for_exit(jvm_pid, timeout_s=5)
+        with pytest.raises(BrokerNotRunningError):
+            broker.kill()
+        config = broker.restart_config()
+        assert (config.client_port, config.controller_port) == (
+            broker.client_port,
+            broker.controller_port,
+        )
+        with Broker(config) as again:
+            assert again.bootstrap_servers == connection.bootstrap_servers
+            records = asyncio.run(_read_all(connection, "survives.sigkill"))  # same password
+    finally:
+        broker.stop()
+
+    assert [(r.offset, r.value) for r in records] == [(acknowledged, b"acknowledged")]
+
+
+async def _send_one(connection: KafkaConnection, topic: str) -> int:
+    async with Producer(connection) as producer:
+        return (await producer.send(topic, b"acknowledged")).offset
+
+
+async def _read_all(connection: KafkaConnection, topic: str) -> list[Record]:
+    return await read_to_end(connection, topic)
 
 
 def test_killing_the_launching_process_kills_the_broker(data_dir: Path) -> None:
