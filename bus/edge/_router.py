@@ -152,9 +152,11 @@ class EdgeMetrics:
 
 @dataclass
 class _Outputs:
-    """What one input record produces inside the transaction."""
+    """What one input record produces inside the transaction: its views (or its dead
+    letter), and its audit event, sealed into the chain only once the transaction is open."""
 
     sends: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]]
+    event: dict[str, Any]
     delivered: int = 0
     rejected: bool = False
 
@@ -394,6 +396,11 @@ class EdgeRouter:
         offsets: dict[TopicPartition, int] = {}
         for record in batch:
             offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
+        # Decide and encode the whole batch before the transaction begins. Besides keeping
+        # the transaction short, this gives the broker time to write the last transaction's
+        # markers: a transaction begun at once meets CONCURRENT_TRANSACTIONS and waits out a
+        # retry backoff (docs/kafka.md).
+        prepared = [self._process(record, codec, policy, view_id) for record in batch]
         chain = self._chain
         if chain is not None:
             chain.begin()
@@ -402,11 +409,12 @@ class EdgeRouter:
         await self._step("begun")
         deliveries: list[Awaitable[RecordMetadata]] = []
         tallies: list[tuple[int, int]] = []
-        for record in batch:
-            outputs = self._process(record, codec, policy, view_id)
+        for outputs in prepared:
             tallies.append((outputs.delivered, int(outputs.rejected)))
             for topic, key, value, headers in outputs.sends:
                 deliveries.append(await producer.enqueue(topic, value, key=key, headers=headers))
+            audit = self._seal(outputs.event)
+            deliveries.append(await producer.enqueue(self.names.audit, audit, key=self._chain_key))
             self.stats["bulletins"] += 1
             self.stats["views"] += outputs.delivered
             self.stats["dead_letters"] += int(outputs.rejected)
@@ -551,8 +559,7 @@ class EdgeRouter:
                 for w in decision.withheld
             ],
         }
-        sends.append((self.names.audit, self._chain_key, self._seal(event), []))
-        return _Outputs(sends=sends, delivered=len(decision.views))
+        return _Outputs(sends=sends, event=event, delivered=len(decision.views))
 
     @property
     def _chain_key(self) -> bytes:
@@ -590,10 +597,8 @@ class EdgeRouter:
         }
         key = f"{record.topic}:{record.partition}:{record.offset}".encode()
         return _Outputs(
-            sends=[
-                (self.names.deadletter, record.key or key, record.value, headers),
-                (self.names.audit, self._chain_key, self._seal(event), []),
-            ],
+            sends=[(self.names.deadletter, record.key or key, record.value, headers)],
+            event=event,
             rejected=True,
         )
 
