@@ -723,7 +723,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         rate = await throughput(lab, bus, router, args.bulletins, profile)
         lab.cleanup()
         lab.advance()
-        stamp = datetime.now(UTC).strftime("%Y-%m-%d")
+        stamp = args.name
         RESULTS.mkdir(exist_ok=True)
         profile.dump_stats(RESULTS / f"{stamp}-router.prof")
         results["profile"] = {
@@ -875,6 +875,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="also run the router of git revision REV (a worktree) against this one",
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, two rounds")
+    parser.add_argument(
+        "--name",
+        default=datetime.now(UTC).strftime("%Y-%m-%d"),
+        help="results go to benchmarks/results/NAME.json, .md and -router.prof (default: today)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.bulletins, args.rounds, args.latency_bulletins = 4000, 2, 1000
@@ -882,7 +887,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     started = time.perf_counter()
     results = asyncio.run(main_async(args))
     results["duration_s"] = round(time.perf_counter() - started, 1)
-    stamp = results["date"][:10]
+    stamp = args.name
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{stamp}.json").write_text(json.dumps(results, indent=2) + "\n")
     text = summary(results)
