@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 import json
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -78,6 +78,7 @@ class WireCodec:
         self.max_bytes = max_bytes
         self._writers: dict[int, Any] = {}
         self._readers: dict[str, Any] = {}
+        self._splits: dict[int, tuple[Any, Any, str] | None] = {}
 
     def writer_schema(self, schema_id: int) -> Any:
         """The parsed schema for ``schema_id`` (looked up once, then cached)."""
@@ -107,14 +108,63 @@ class WireCodec:
         schema = self.writer_schema(schema_id)
         out = io.BytesIO()
         out.write(HEADER.pack(MAGIC, schema_id))
-        try:
-            schemaless_writer(out, schema, record)
-        except Exception as exc:  # fastavro raises many types; name the fields instead
-            raise _fail(
-                CodecReason.SCHEMA_MISMATCH,
-                f"record does not fit schema {schema_id}: {_mismatch(record, schema)}",
-            ) from exc
-        data = out.getvalue()
+        _write(out, schema, record, schema_id)
+        return self._checked(out.getvalue())
+
+    def encode_sharing_last(
+        self, schema_id: int, records: Sequence[Mapping[str, Any]]
+    ) -> list[bytes]:
+        """Frame each of ``records`` as :meth:`encode` does (the same bytes), encoding the
+        last field once for records whose last fields are equal.
+
+        Avro writes a record as its fields' encodings one after the other, with nothing
+        around them: a record's bytes are those of its other fields followed by those of its
+        last. The views of one bulletin differ before their last field (``bulletin``), and
+        recipients with the same redactions share it. A schema whose last field is not a
+        self-contained record is encoded whole.
+        """
+        split = self._split(schema_id)
+        if split is None:
+            return [self.encode(schema_id, record) for record in records]
+        head, last, name = split
+        header = HEADER.pack(MAGIC, schema_id)
+        shared: list[tuple[Any, bytes]] = []
+        out: list[bytes] = []
+        for record in records:
+            value = record[name]
+            tail = next((data for seen, data in shared if seen == value), None)
+            if tail is None:
+                buffer = io.BytesIO()
+                _write(buffer, last, value, schema_id)
+                tail = buffer.getvalue()
+                shared.append((value, tail))
+            buffer = io.BytesIO()
+            buffer.write(header)
+            _write(buffer, head, record, schema_id)
+            buffer.write(tail)
+            out.append(self._checked(buffer.getvalue()))
+        return out
+
+    def _split(self, schema_id: int) -> tuple[Any, Any, str] | None:
+        """The schema without its last field, the last field's schema, and its name."""
+        if schema_id not in self._splits:
+            self.writer_schema(schema_id)  # an unknown id fails as it does for encode
+            schema = json.loads(self._lookup(schema_id))
+            fields = schema.get("fields") if isinstance(schema, dict) else None
+            split = None
+            if fields and isinstance(fields[-1].get("type"), dict):
+                try:
+                    split = (
+                        parse_schema({**schema, "fields": fields[:-1]}),
+                        parse_schema(fields[-1]["type"]),
+                        str(fields[-1]["name"]),
+                    )
+                except Exception:  # noqa: BLE001 - e.g. names defined in one half, used in the other
+                    split = None
+            self._splits[schema_id] = split
+        return self._splits[schema_id]
+
+    def _checked(self, data: bytes) -> bytes:
         if len(data) > self.max_bytes:
             raise _fail(
                 CodecReason.OVERSIZE,
@@ -185,6 +235,16 @@ class WireCodec:
         if not isinstance(record, dict):
             raise _fail(CodecReason.SCHEMA_MISMATCH, f"schema {schema_id} is not a record schema")
         return Decoded(schema_id=schema_id, record=record)
+
+
+def _write(out: io.BytesIO, schema: Any, record: Mapping[str, Any], schema_id: int) -> None:
+    try:
+        schemaless_writer(out, schema, record)
+    except Exception as exc:  # fastavro raises many types; name the fields instead
+        raise _fail(
+            CodecReason.SCHEMA_MISMATCH,
+            f"record does not fit schema {schema_id}: {_mismatch(record, schema)}",
+        ) from exc
 
 
 def _mismatch(record: Mapping[str, Any], schema: Any) -> str:

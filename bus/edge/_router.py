@@ -529,9 +529,10 @@ class EdgeRouter:
         body_type = self.schema.kinds[bulletin.kind]
         key = bulletin.bulletin_id.encode()
         sends: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]] = []
-        for view in decision.views:
-            encoded = codec.encode(view_id, view.avro(body_type))
-            sends.append((self.names.outbound(view.recipient), key, encoded, []))
+        # Recipients with the same redactions share one encoding of the bulletin.
+        encoded = codec.encode_sharing_last(view_id, [v.avro(body_type) for v in decision.views])
+        for view, value in zip(decision.views, encoded, strict=True):
+            sends.append((self.names.outbound(view.recipient), key, value, []))
         event = {
             "type": "bulletin.decided",
             "outcome": "accepted",

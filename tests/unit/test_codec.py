@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from bus.bulletin import Bulletin, BulletinGenerator
 from bus.codec import DEFAULT_MAX_BYTES, CodecReason, WireCodec
 from bus.errors import CodecError, RegistryLookupError
+from bus.schemas import VIEW, SchemaCatalog
 from tests.strategies import bulletins, real_schema, real_schema_text
 
 SCHEMA = real_schema()
@@ -328,3 +329,53 @@ def test_a_reader_schema_with_an_incompatible_field_type_is_schema_mismatch() ->
     with pytest.raises(CodecError) as caught:
         _codec().decode(_encoded(_sample()), reader_schema=json.dumps(reader))
     assert caught.value.reason == CodecReason.SCHEMA_MISMATCH
+
+
+# -- views that share their bulletin ----------------------------------------------------
+
+VIEW_ID = 9
+VIEW_CODEC = WireCodec({VIEW_ID: json.dumps(SchemaCatalog.load().composed(VIEW))}.__getitem__)
+
+
+def _view(recipient: str, bulletin: Bulletin, *, strict: bool = False) -> dict[str, Any]:
+    return {
+        "recipient": recipient,
+        "policy_version": 3,
+        "rules": [f"rule-{recipient}"],
+        "not_for_forwarding": strict,
+        "redactions": [],
+        "bulletin": SCHEMA.to_avro(bulletin),
+    }
+
+
+@FAST
+@given(
+    first=bulletins(SCHEMA),
+    second=bulletins(SCHEMA),
+    picks=st.lists(st.tuples(st.sampled_from("bcdefg"), st.booleans()), min_size=1, max_size=8),
+)
+def test_views_sharing_a_bulletin_encode_to_the_bytes_each_encodes_to_alone(
+    first: Bulletin, second: Bulletin, picks: list[tuple[str, bool]]
+) -> None:
+    views = [_view(r, first if pick else second, strict=pick) for r, pick in picks]
+    shared = VIEW_CODEC.encode_sharing_last(VIEW_ID, views)
+    assert shared == [VIEW_CODEC.encode(VIEW_ID, view) for view in views]
+    assert [VIEW_CODEC.decode(data).record for data in shared] == [
+        VIEW_CODEC.decode(VIEW_CODEC.encode(VIEW_ID, view)).record for view in views
+    ]
+
+
+def test_a_schema_whose_last_field_is_not_a_record_is_encoded_whole() -> None:
+    schema = {"type": "record", "name": "X", "fields": [{"name": "a", "type": "string"}]}
+    codec = WireCodec({1: json.dumps(schema)}.__getitem__)
+    records = [{"a": "x"}, {"a": "x"}, {"a": "y"}]
+    assert codec.encode_sharing_last(1, records) == [codec.encode(1, r) for r in records]
+
+
+def test_a_view_that_does_not_fit_fails_as_a_schema_mismatch_naming_no_value() -> None:
+    view = _view("b", _sample("alert"))
+    view["recipient"] = 12345
+    with pytest.raises(CodecError) as caught:
+        VIEW_CODEC.encode_sharing_last(VIEW_ID, [view])
+    assert caught.value.reason == CodecReason.SCHEMA_MISMATCH
+    assert "12345" not in str(caught.value)
