@@ -529,7 +529,7 @@ async def scaling(lab: Lab, n: int) -> dict[str, Any]:
 
 async def process_throughput(lab: Lab, n: int, code: Path | None) -> float:
     """One router process (of this checkout or of ``code``) over a backlog of ``n``."""
-    bus = await lab.bus(4)
+    bus = await lab.bus(lab.args.compare_recipients)
     await produce(bus, workload(bus, n, seed=lab.args.seed))
     first: list[tuple[float, int]] = []
 
@@ -563,6 +563,7 @@ async def compare(lab: Lab, rev: str, n: int) -> dict[str, Any]:
     paired = [a / b for a, b in zip(runs["after"], runs["before"], strict=True)]
     return {
         "revision": sha,
+        "recipients": lab.args.compare_recipients,
         "before": statistics.median(runs["before"]),
         "after": statistics.median(runs["after"]),
         "ratio": statistics.median(paired),
@@ -648,7 +649,7 @@ def top_costs(profile: cProfile.Profile, count: int = 5) -> list[dict[str, Any]]
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    fanouts = [int(x) for x in args.recipients.split(",")]
+    fanouts = [int(x) for x in args.recipients.split(",") if x.strip()]
     steps = (
         len(fanouts) * args.rounds * len(CONTENDERS)  # throughput
         + len(fanouts) * 2  # latency
@@ -811,7 +812,7 @@ def summary(results: dict[str, Any]) -> str:
             "",
             f"One router process of revision `{c['revision']}`: {c['before']:.0f} bulletins/s; "
             f"of this checkout: {c['after']:.0f} (**{c['ratio']:.2f}x**, median of paired "
-            "rounds, 4 recipients).",
+            f"rounds, {c['recipients']} recipients).",
             "",
         ]
     if "scaling" in results:
@@ -863,7 +864,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--bulletins", type=int, default=20_000, help="per throughput run")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--recipients", default="4,16", help="comma-separated fan-outs")
+    parser.add_argument(
+        "--recipients", default="4,16", help="comma-separated fan-outs ('' skips throughput)"
+    )
     parser.add_argument("--latency-bulletins", type=int, default=3000)
     parser.add_argument("--scaling-bulletins", type=int, default=20_000)
     parser.add_argument("--no-scaling", dest="scaling", action="store_false")
@@ -874,6 +877,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         metavar="REV",
         help="also run the router of git revision REV (a worktree) against this one",
     )
+    parser.add_argument("--compare-recipients", type=int, default=4)
     parser.add_argument("--quick", action="store_true", help="small sizes, two rounds")
     parser.add_argument(
         "--name",
