@@ -409,39 +409,46 @@ class EdgeRouter:
         await self._step("begun")
         deliveries: list[Awaitable[RecordMetadata]] = []
         tallies: list[tuple[int, int]] = []
-        for outputs in prepared:
-            tallies.append((outputs.delivered, int(outputs.rejected)))
-            for topic, key, value, headers in outputs.sends:
-                deliveries.append(await producer.enqueue(topic, value, key=key, headers=headers))
-            audit = self._seal(outputs.event)
-            deliveries.append(await producer.enqueue(self.names.audit, audit, key=self._chain_key))
-            self.stats["bulletins"] += 1
-            self.stats["views"] += outputs.delivered
-            self.stats["dead_letters"] += int(outputs.rejected)
-            if chain is not None and chain.checkpoint_due(count_only=True):
-                # Every N events even inside a larger batch: N is a maximum.
+        try:
+            for outputs in prepared:
+                tallies.append((outputs.delivered, int(outputs.rejected)))
+                for topic, key, value, headers in outputs.sends:
+                    deliveries.append(
+                        await producer.enqueue(topic, value, key=key, headers=headers)
+                    )
+                audit = self._seal(outputs.event)
+                deliveries.append(
+                    await producer.enqueue(self.names.audit, audit, key=self._chain_key)
+                )
+                self.stats["bulletins"] += 1
+                self.stats["views"] += outputs.delivered
+                self.stats["dead_letters"] += int(outputs.rejected)
+                if chain is not None and chain.checkpoint_due(count_only=True):
+                    # Every N events even inside a larger batch: N is a maximum.
+                    deliveries.append(
+                        await producer.enqueue(
+                            self.names.audit,
+                            chain.checkpoint(),
+                            key=f"checkpoint:{self.chain_id}".encode(),
+                        )
+                    )
+            if chain is not None:
+                if chain.checkpoint_due():
+                    checkpoint_key = f"checkpoint:{self.chain_id}".encode()
+                    deliveries.append(
+                        await producer.enqueue(
+                            self.names.audit, chain.checkpoint(), key=checkpoint_key
+                        )
+                    )
                 deliveries.append(
                     await producer.enqueue(
-                        self.names.audit,
-                        chain.checkpoint(),
-                        key=f"checkpoint:{self.chain_id}".encode(),
+                        self.names.audit_state, chain.position(), key=self._chain_key
                     )
                 )
-        if chain is not None:
-            if chain.checkpoint_due():
-                checkpoint_key = f"checkpoint:{self.chain_id}".encode()
-                deliveries.append(
-                    await producer.enqueue(self.names.audit, chain.checkpoint(), key=checkpoint_key)
-                )
-            deliveries.append(
-                await producer.enqueue(
-                    self.names.audit_state, chain.position(), key=self._chain_key
-                )
-            )
-        try:
             for delivery in deliveries:
                 await delivery
         except BaseException:
+            _abandon(deliveries)
             if chain is not None:
                 chain.discard()
             raise
@@ -602,6 +609,15 @@ class EdgeRouter:
             event=event,
             rejected=True,
         )
+
+
+def _abandon(deliveries: list[Awaitable[RecordMetadata]]) -> None:
+    """A failed transaction's deliveries will not be awaited: close them, so that none is
+    reported again as a coroutine never awaited (their errors are the transaction's)."""
+    for delivery in deliveries:
+        close = getattr(delivery, "close", None)
+        if close is not None:
+            close()
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:

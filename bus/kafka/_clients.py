@@ -11,6 +11,7 @@ topics must never see records of aborted transactions.
 from __future__ import annotations
 
 import abc
+import asyncio
 import enum
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -324,6 +325,10 @@ class Producer(_Client):
             f"write to topic {topic}",
             self._impl.send(topic, value=value, key=key, headers=list(headers) or None),
         )
+        # The caller learns of a failure by awaiting the delivery returned here. One it
+        # abandons (its transaction failed anyway) is not logged again by asyncio as
+        # "Future exception was never retrieved".
+        future.add_done_callback(_retrieve)
         return self._delivered(topic, future)
 
     async def _delivered(self, topic: str, future: Awaitable[Any]) -> RecordMetadata:
@@ -371,6 +376,11 @@ class Producer(_Client):
             f"commit offsets for group {group_id} in a transaction",
             self._impl.send_offsets_to_transaction(ak_offsets, group_id),
         )
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 class Consumer(_Client):
