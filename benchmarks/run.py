@@ -410,15 +410,7 @@ class RouterProcess:
 
     async def __aenter__(self) -> RouterProcess:
         bus = self.bus
-        env = {
-            **os.environ,
-            "LIAISON_KAFKA_BOOTSTRAP": bus.edge.bootstrap_servers,
-            "LIAISON_KAFKA_USERNAME": bus.edge.username,
-            "LIAISON_KAFKA_PASSWORD": bus.edge.password.get_secret_value(),
-            "LIAISON_PSEUDONYM_KEY": bus.keys.master.get_secret_value().hex(),
-            "LIAISON_AUDIT_KEY": bus.audit_key,
-            "LIAISON_TOPIC_PREFIX": bus.names.prefix,
-        }
+        env = bus.edge_env()
         if self.code is not None:
             env["PYTHONPATH"] = str(self.code)
         command = ["-m", "bus.cli", "edge", "run"]

@@ -600,7 +600,6 @@ def edge_run(
         "127.0.0.1"
     ),
     # Fault-injection seams for the crash and chaos tests (tests/chaos), off by default.
-    pre_commit_pause_ms: Annotated[int, typer.Option(hidden=True)] = 0,
     announce_commits: Annotated[bool, typer.Option(hidden=True)] = False,
     pause_at: Annotated[str | None, typer.Option(hidden=True)] = None,
     pause_ms: Annotated[int, typer.Option(hidden=True)] = 0,
@@ -629,7 +628,6 @@ def edge_run(
             instances=of,
             batch_max=batch_max,
             commit_interval_ms=commit_interval_ms,
-            pre_commit_pause_ms=pre_commit_pause_ms,
             announce_commits=announce_commits,
             pause_at=pause_at,
             pause_ms=pause_ms,

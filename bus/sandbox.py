@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import secrets
 import time
 import uuid
@@ -82,6 +83,19 @@ class Bus:
     @property
     def signer(self) -> Signer:
         return Signer(bytes.fromhex(self.audit_key))
+
+    def edge_env(self) -> dict[str, str]:
+        """This process's environment plus what ``liaison edge run`` needs to route this
+        bus as its edge principal (credentials, keys, topic prefix)."""
+        return {
+            **os.environ,
+            "LIAISON_KAFKA_BOOTSTRAP": self.edge.bootstrap_servers,
+            "LIAISON_KAFKA_USERNAME": self.edge.username,
+            "LIAISON_KAFKA_PASSWORD": self.edge.password.get_secret_value(),
+            "LIAISON_PSEUDONYM_KEY": self.keys.master.get_secret_value().hex(),
+            "LIAISON_AUDIT_KEY": self.audit_key,
+            "LIAISON_TOPIC_PREFIX": self.names.prefix,
+        }
 
     def agency(self, short: str) -> str:
         """The real agency id for a short name used in a test (``"a"`` -> ``"a-1f2e..."``)."""

@@ -85,12 +85,6 @@ class EdgeConfig(BaseModel):
     topic_refresh_ms: int = Field(
         default=2000, ge=100, description="How often to look for new agencies."
     )
-    pre_commit_pause_ms: int = Field(
-        default=0,
-        ge=0,
-        description="Fault-injection seam for crash tests: pause after the "
-        "views are produced and before the commit, announcing it on stdout.",
-    )
     announce_commits: bool = Field(
         default=False,
         description="Fault-injection seam: print each step of each transaction on stdout "
@@ -330,7 +324,7 @@ class EdgeRouter:
         value = chain.checkpoint()
         try:
             await producer.begin_transaction()
-            await producer.send(self.names.audit, value, key=f"checkpoint:{self.chain_id}".encode())
+            await producer.send(self.names.audit, value, key=self._checkpoint_key)
             await producer.send(self.names.audit_state, chain.position(), key=self._chain_key)
             await producer.commit_transaction()
         except LiaisonError as exc:
@@ -429,15 +423,14 @@ class EdgeRouter:
                         await producer.enqueue(
                             self.names.audit,
                             chain.checkpoint(),
-                            key=f"checkpoint:{self.chain_id}".encode(),
+                            key=self._checkpoint_key,
                         )
                     )
             if chain is not None:
                 if chain.checkpoint_due():
-                    checkpoint_key = f"checkpoint:{self.chain_id}".encode()
                     deliveries.append(
                         await producer.enqueue(
-                            self.names.audit, chain.checkpoint(), key=checkpoint_key
+                            self.names.audit, chain.checkpoint(), key=self._checkpoint_key
                         )
                     )
                 deliveries.append(
@@ -485,13 +478,10 @@ class EdgeRouter:
                     spans[(record.topic, record.partition)] = (first, record.offset)
                 ranges = "".join(f" {t}:{p}:{a}-{b}" for (t, p), (a, b) in spans.items())
             print(f"{step} {number}{ranges}", flush=True)  # noqa: T201 - fault-injection seam
-        pause_ms = self.config.pre_commit_pause_ms if step == "pre-commit" else 0
-        if self.config.pause_at is not None:
+        if self.config.pause_at is not None and self.config.pause_ms:
             name, _, only = self.config.pause_at.partition(":")
             if name == step and (not only or int(only) == number):
-                pause_ms += self.config.pause_ms
-        if pause_ms:
-            await asyncio.sleep(pause_ms / 1000)
+                await asyncio.sleep(self.config.pause_ms / 1000)
 
     # -- one record ------------------------------------------------------------------
 
@@ -572,6 +562,10 @@ class EdgeRouter:
     @property
     def _chain_key(self) -> bytes:
         return self.chain_id.encode()
+
+    @property
+    def _checkpoint_key(self) -> bytes:
+        return f"checkpoint:{self.chain_id}".encode()
 
     def _seal(self, event: dict[str, Any]) -> bytes:
         if self._chain is None:  # the benchmark seam: unchained

@@ -32,7 +32,6 @@ import contextlib
 import ctypes
 import inspect
 import json
-import os
 import random
 import signal
 import sys
@@ -399,15 +398,7 @@ class RouterProcess:
         self._consumed: tuple[Span, ...] = ()
 
     async def start(self) -> None:
-        env = {
-            **os.environ,
-            "LIAISON_KAFKA_BOOTSTRAP": self.bus.edge.bootstrap_servers,
-            "LIAISON_KAFKA_USERNAME": self.bus.edge.username,
-            "LIAISON_KAFKA_PASSWORD": self.bus.edge.password.get_secret_value(),
-            "LIAISON_PSEUDONYM_KEY": self.bus.keys.master.get_secret_value().hex(),
-            "LIAISON_AUDIT_KEY": self.bus.audit_key,
-            "LIAISON_TOPIC_PREFIX": self.bus.names.prefix,
-        }
+        env = self.bus.edge_env()
         pause = []
         if self.pause_at is not None:
             pause = ["--pause-at", self.pause_at, "--pause-ms", str(self.pause_ms)]

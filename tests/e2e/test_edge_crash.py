@@ -76,15 +76,7 @@ class Router:
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
-        env = {
-            **os.environ,
-            "LIAISON_KAFKA_BOOTSTRAP": self.bus.edge.bootstrap_servers,
-            "LIAISON_KAFKA_USERNAME": self.bus.edge.username,
-            "LIAISON_KAFKA_PASSWORD": self.bus.edge.password.get_secret_value(),
-            "LIAISON_PSEUDONYM_KEY": self.bus.keys.master.get_secret_value().hex(),
-            "LIAISON_AUDIT_KEY": self.bus.audit_key,
-            "LIAISON_TOPIC_PREFIX": self.bus.names.prefix,
-        }
+        env = self.bus.edge_env()
         self.proc = await asyncio.create_subprocess_exec(
             LIAISON,
             "edge",
@@ -92,7 +84,9 @@ class Router:
             "--announce-commits",
             "--batch-max",
             "100",
-            "--pre-commit-pause-ms",
+            "--pause-at",
+            "pre-commit",
+            "--pause-ms",
             str(self.pause_ms),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,
