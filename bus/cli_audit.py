@@ -18,12 +18,13 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from bus.audit import PublicKey, Signer, new_key_hex, verify
+from bus.audit import Signer, new_key_hex, verify
 from bus.audit._io import Evidence, read_bundle, read_evidence, write_bundle
 from bus.audit._prove import prove
 from bus.audit._report import build_report, report_csv, report_html
+from bus.audit._trust import HOW_TO_TRUST, trusted_keys
 from bus.credentials import write_private
-from bus.errors import ConfigError, LiaisonError
+from bus.errors import BrokerNotRunningError, ConfigError, LiaisonError
 from bus.topics import TopicNames
 
 __all__ = ["audit_app"]
@@ -42,6 +43,15 @@ Prefix = Annotated[
     str, typer.Option(help="Topic prefix of the bus.", envvar="LIAISON_TOPIC_PREFIX")
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+DataDir = Annotated[
+    Path,
+    typer.Option(
+        "--data-dir",
+        help="The local broker's directory, used when no LIAISON_KAFKA_* credentials are set.",
+        envvar="LIAISON_BROKER_DIR",
+    ),
+]
+_DEFAULT_DATA_DIR = Path(".liaison/broker")
 
 
 def _fail(message: str) -> typer.Exit:
@@ -49,15 +59,31 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-def _evidence(bundle: Path | None, prefix: str) -> Evidence:
-    """From a bundle, or from Kafka as LIAISON_KAFKA_* (needs READ on the audit topic and
-    DESCRIBE on the inbound topics and the edge group: the admin service has both)."""
+def _no_credentials(data_dir: Path) -> typer.Exit:
+    return _fail(
+        "no Kafka credentials to read the audit log with: set LIAISON_KAFKA_CREDENTIALS to "
+        "the credentials file of a principal that may read the audit topic (the admin "
+        "service's), or LIAISON_KAFKA_BOOTSTRAP, LIAISON_KAFKA_USERNAME and "
+        f"LIAISON_KAFKA_PASSWORD, or --data-dir to the bus's local broker ({data_dir} holds "
+        "none); or verify an exported bundle offline, with no broker: `liaison audit verify "
+        "--bundle DIR --public-key BASE64` (the bus's operator runs `liaison audit export`)"
+    )
+
+
+def _evidence(bundle: Path | None, prefix: str, data_dir: Path) -> Evidence:
+    """From a bundle, or from Kafka as LIAISON_KAFKA_* or the broker in ``data_dir`` (needs
+    READ on the audit topic and DESCRIBE on the inbound topics and the edge group: the admin
+    service has both)."""
     try:
         if bundle is not None:
             return read_bundle(bundle)
         from bus.cli import _connection
 
-        return asyncio.run(read_evidence(_connection(Path(".liaison/broker")), TopicNames(prefix)))
+        try:
+            connection = _connection(data_dir)
+        except (BrokerNotRunningError, FileNotFoundError):
+            raise _no_credentials(data_dir) from None
+        return asyncio.run(read_evidence(connection, TopicNames(prefix)))
     except LiaisonError as exc:
         raise _fail(str(exc)) from exc
 
@@ -86,29 +112,7 @@ def keygen(
     seed = new_key_hex()
     write_private(path, seed + "\n")
     public = Signer(bytes.fromhex(seed)).public
-    out.print_json(json.dumps(public.to_json()))
-
-
-def _trusted(keys: list[str], keys_file: Path | None, evidence: Evidence) -> dict[str, PublicKey]:
-    trusted: dict[str, PublicKey] = {}
-    try:
-        for text in keys:
-            key = PublicKey.from_json({"public_key": text})
-            trusted[key.key_id] = key
-        if keys_file is not None:
-            for entry in json.loads(keys_file.read_text()):
-                key = PublicKey.from_json(entry)
-                trusted[key.key_id] = key
-    except (OSError, ValueError, ConfigError) as exc:
-        raise _fail(f"cannot use the public keys given: {exc}") from exc
-    if not trusted:
-        err.print(
-            "[yellow]no --public-key given: using the keys published in the log "
-            f"({', '.join(sorted(evidence.keys)) or 'none'}); compare their ids with the ones "
-            "you were given[/]"
-        )
-        trusted = dict(evidence.keys)
-    return trusted
+    out.print_json(json.dumps({**public.to_json(), "fingerprint": public.fingerprint}))
 
 
 @audit_app.command("verify")
@@ -119,7 +123,20 @@ def verify_command(
         typer.Option("--public-key", help="A trusted Ed25519 public key (base64); repeatable."),
     ] = None,
     keys_file: Annotated[
-        Path | None, typer.Option("--keys", help="Trusted keys as JSON (GET /audit/keys).")
+        Path | None,
+        typer.Option(
+            "--keys",
+            help='A pinned key file: a JSON list of {"public_key": BASE64}.',
+            envvar="LIAISON_AUDIT_TRUSTED_KEYS",
+        ),
+    ] = None,
+    fingerprint: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fingerprint",
+            help="The SHA-256 (64 hex digits) of a trusted public key, received out of band; "
+            "that key is then taken from the log. Repeatable.",
+        ),
     ] = None,
     anchor: Annotated[
         Path | None,
@@ -131,12 +148,23 @@ def verify_command(
         bool, typer.Option(help="Check that every consumed input has exactly one decision.")
     ] = True,
     prefix: Prefix = "liaison",
+    data_dir: DataDir = _DEFAULT_DATA_DIR,
     as_json: AsJson = False,
 ) -> None:
     """Check chains, checkpoint signatures and roots, and completeness; list each problem
-    with its position (audit offset) and kind. Exit 1 when any is found."""
-    evidence = _evidence(bundle, prefix)
-    trusted = _trusted(list(public_key or []), keys_file, evidence)
+    with its position (audit offset) and kind. Exit 1 when any is found.
+
+    Needs a trust anchor (--public-key, --keys or --fingerprint), received out of band:
+    the keys a log or bundle publishes are never trusted by themselves."""
+    if not (public_key or keys_file or fingerprint):
+        raise _fail(f"no trust anchor: {HOW_TO_TRUST}")
+    evidence = _evidence(bundle, prefix, data_dir)
+    try:
+        trusted = trusted_keys(
+            public_key or [], keys_file, fingerprint or [], published=evidence.keys
+        )
+    except ConfigError as exc:
+        raise _fail(str(exc)) from exc
     anchors: list[dict[str, Any]] = []
     if anchor is not None:
         try:
@@ -193,10 +221,11 @@ def prove_command(
     ] = None,
     bundle: Bundle = None,
     prefix: Prefix = "liaison",
+    data_dir: DataDir = _DEFAULT_DATA_DIR,
 ) -> None:
     """A Merkle inclusion proof of the bulletin's decision against a signed checkpoint, as
     JSON (docs/audit.md shows how anyone checks it in a few lines)."""
-    evidence = _evidence(bundle, prefix)
+    evidence = _evidence(bundle, prefix, data_dir)
     try:
         proof = prove(evidence.records, bulletin_id, source=source)
     except LiaisonError as exc:
@@ -213,12 +242,13 @@ def export_command(
     since: Annotated[str | None, typer.Option("--from", help="Period start (RFC 3339).")] = None,
     until: Annotated[str | None, typer.Option("--to", help="Period end (RFC 3339).")] = None,
     prefix: Prefix = "liaison",
+    data_dir: DataDir = _DEFAULT_DATA_DIR,
 ) -> None:
     """A self-contained bundle that `verify --bundle` checks offline. It holds the log from
     its start up to --to (a chain verifies from its first link); --from is recorded in the
     manifest for the reports."""
     start, end = _when(since, "from"), _when(until, "to")
-    evidence = _evidence(None, prefix)
+    evidence = _evidence(None, prefix, data_dir)
     if end is not None:
         evidence = _up_to(evidence, end)
     if out_dir.exists() and any(out_dir.iterdir()):
@@ -267,13 +297,14 @@ def report_command(
     ] = None,
     bundle: Bundle = None,
     prefix: Prefix = "liaison",
+    data_dir: DataDir = _DEFAULT_DATA_DIR,
 ) -> None:
     """Sent and received by kind and marking, withheld with reasons, redactions by field and
     action, policy versions in force, dead letters, flows over time."""
     if report_format not in ("json", "csv", "html"):
         raise _fail(f"--format must be json, csv or html, not {report_format!r}")
     start, end = _when(since, "from"), _when(until, "to")
-    evidence = _evidence(bundle, prefix)
+    evidence = _evidence(bundle, prefix, data_dir)
     try:
         report = build_report(
             evidence.events(), agency=agency, start=start, end=end, names=TopicNames(prefix)

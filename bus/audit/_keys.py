@@ -1,7 +1,9 @@
 """The audit log's Ed25519 signing key: loaded from a file or the environment, never printed.
 
 A key file holds the 32-byte private seed as hex (``liaison audit keygen`` writes one, mode
-0600). A key is named by its id: the first 16 hex digits of the SHA-256 of the raw public key.
+0600). A key is named by its id: the first 16 hex digits of the SHA-256 of the raw public key
+(the 32 bytes of RFC 8032's encoding). Its *fingerprint* is that whole SHA-256 (64 hex digits):
+what an auditor pins out of band (the 64-bit id names a key, it does not authenticate one).
 """
 
 from __future__ import annotations
@@ -19,14 +21,20 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from bus.errors import ConfigError
 
-__all__ = ["PublicKey", "Signer", "key_id_of", "load_signer", "new_key_hex"]
+__all__ = ["PublicKey", "Signer", "fingerprint_of", "key_id_of", "load_signer", "new_key_hex"]
 
 KEY_FILE_ENV = "LIAISON_AUDIT_KEY_FILE"
 KEY_ENV = "LIAISON_AUDIT_KEY"
 
 
+def fingerprint_of(raw_public: bytes) -> str:
+    """The SHA-256 of the raw 32-byte public key, as 64 lowercase hex digits."""
+    return hashlib.sha256(raw_public).hexdigest()
+
+
 def key_id_of(raw_public: bytes) -> str:
-    return hashlib.sha256(raw_public).hexdigest()[:16]
+    """The first 16 hex digits of the key's fingerprint."""
+    return fingerprint_of(raw_public)[:16]
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,10 @@ class PublicKey:
             return False
         return True
 
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint_of(self.raw)
+
     def to_json(self) -> dict[str, str]:
         return {"key_id": self.key_id, "public_key": base64.b64encode(self.raw).decode()}
 
@@ -57,6 +69,10 @@ class PublicKey:
         key = cls(key_id_of(raw), raw)
         if data.get("key_id", key.key_id) != key.key_id:
             raise ConfigError(f"key id {data.get('key_id')!r} does not match its public key")
+        if data.get("fingerprint", key.fingerprint) != key.fingerprint:
+            raise ConfigError(
+                f"fingerprint {data.get('fingerprint')!r} does not match its public key"
+            )
         return key
 
 

@@ -53,8 +53,10 @@ from bus.audit import (
     GENESIS,
     AuditRecord,
     PublicKey,
+    Signer,
     Verification,
     leaf_hash,
+    new_key_hex,
     verify,
 )
 from bus.audit._io import Evidence, read_evidence
@@ -73,6 +75,7 @@ from bus.kafka import (
 from bus.sandbox import Bus, running_edge
 from tests.e2e.test_edge_security import Canaries, blobs_of, canary_bulletin
 from tests.support.api import ApiHarness, provision_admin_service, running_api, until
+from tests.support.audit_forgery import forge_bundle
 
 pytestmark = pytest.mark.integration
 
@@ -943,6 +946,46 @@ def test_one_byte_changed_with_the_manifest_rewritten_to_match_is_still_caught_b
     report = json.loads(result.stdout)
     assert report["bundle_problems"] == []
     assert {p["kind"] for p in report["problems"]} & {"altered", "unreadable", "unchained"}
+
+
+def test_a_bundle_forged_with_a_new_key_is_refused_without_an_anchor_and_fails_with_one(
+    recording: Recording, bundle_copy: Path
+) -> None:
+    """Issue 15.1's attack: edit an event, re-sign every checkpoint with a new key, replace
+    keys.json (and the manifest's hashes). Verify must not take the bundle's word for its key."""
+    forger = Signer(bytes.fromhex(new_key_hex()))
+    edited = forge_bundle(bundle_copy, forger)
+    rows = [json.loads(x) for x in (bundle_copy / "records.jsonl").read_text().splitlines()]
+    checkpoints = sum(b'"audit.checkpoint"' in base64.b64decode(r["value"]) for r in rows)
+    forged = next(r for r in rows if r["offset"] == edited)
+    assert b'"outcome":"rejected"' in base64.b64decode(forged["value"])
+    forger_key = base64.b64encode(forger.public.raw).decode()
+    as_forger = liaison(
+        offline_env(), "audit", "verify", "--bundle", str(bundle_copy), "--public-key", forger_key
+    )
+    assert as_forger.exit_code == 0, "the forgery is not whole: " + as_forger.output
+
+    unanchored = liaison(offline_env(), "audit", "verify", "--bundle", str(bundle_copy))
+    anchored = verify_bundle(recording, bundle_copy)
+
+    assert unanchored.exit_code == 2, unanchored.output
+    assert "no trust anchor" in unanchored.stderr
+    assert anchored.exit_code == 1, anchored.output
+    problems = json.loads(anchored.stdout)["problems"]
+    assert [p["kind"] for p in problems] == ["unknown_key"] * checkpoints
+
+
+def test_online_verify_needs_an_anchor_too_and_a_fingerprint_authenticates_the_logs_key(
+    recording: Recording,
+) -> None:
+    """The broker's log is evidence too: a super user can append to it, keys included."""
+    unanchored = liaison(module_env(recording), "audit", "verify")
+    fingerprint = recording.bus.signer.public.fingerprint
+    pinned = liaison(module_env(recording), "audit", "verify", "--fingerprint", fingerprint)
+
+    assert unanchored.exit_code == 2, unanchored.output
+    assert "no trust anchor" in unanchored.stderr
+    assert pinned.exit_code == 0, pinned.output
 
 
 def independently_verified(proof: dict[str, Any], trusted_key: bytes) -> bool:
