@@ -74,6 +74,13 @@ class ApiSettings(BaseModel):
     checkpoint_every: int = Field(
         default=50, ge=1, description="Admin events between signed checkpoints, at most."
     )
+    checkpoint_interval_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="Longest time an admin event waits for a signed checkpoint over it, "
+        "even when no other event follows.",
+    )
 
     @property
     def names(self) -> TopicNames:
@@ -157,6 +164,9 @@ class AdminService:
         self.signer = signer
         self._chain: ChainWriter | None = None
         self._audit_lock = asyncio.Lock()
+        self._seal_task: asyncio.Task[None] | None = None
+        self._sealing = True
+        self._wake_sealer = asyncio.Event()
         self.settings = settings
         self.names = settings.names
         self.schema = schema
@@ -206,6 +216,8 @@ class AdminService:
                 await part.stop()
             raise
         self._lag_task = asyncio.create_task(self._measure_lag(), name="router lag")
+        self._sealing = True
+        self._seal_task = asyncio.create_task(self._seal_on_time(), name="audit checkpoints")
         self.started = True
 
     async def stop(self) -> None:
@@ -214,6 +226,11 @@ class AdminService:
             self._lag_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._lag_task
+        if self._seal_task is not None:
+            # Not cancelled: a checkpoint half sent would leave its outcome unknown.
+            self._sealing = False
+            self._wake_sealer.set()
+            await self._seal_task
         if self._producer is not None:
             await self._seal_on_stop()
             with contextlib.suppress(LiaisonError):
@@ -264,11 +281,62 @@ class AdminService:
             self._chain = await self._recovered_chain()
             raise
         chain.committed()
+        self._wake_sealer.set()
         await self._followers["audit"].wait_past(written.offset)
 
     async def _recovered_chain(self) -> ChainWriter:
         state = await recover_chain(self.connection, self.names.audit, ADMIN_CHAIN)
-        return ChainWriter(state, self.signer, every=self.settings.checkpoint_every)
+        return ChainWriter(
+            state,
+            self.signer,
+            every=self.settings.checkpoint_every,
+            interval_s=self.settings.checkpoint_interval_s,
+        )
+
+    async def _seal_on_time(self) -> None:
+        """Sign a checkpoint over the admin chain's unsealed events once
+        ``checkpoint_interval_s`` has passed since the last one, whether or not another
+        event arrives (an idle API must not leave its last actions unsigned)."""
+        while self._sealing:
+            self._wake_sealer.clear()
+            chain = self._chain
+            due = chain.due_in() if chain is not None else None
+            try:
+                if due is None:
+                    await self._wake_sealer.wait()
+                elif due > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake_sealer.wait(), due)
+                else:
+                    await self._seal_due()
+            except LiaisonError as exc:
+                log.warning("no timely audit checkpoint for the admin chain: %s", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._wake_sealer.wait(), self.settings.checkpoint_interval_s
+                    )
+
+    async def _seal_due(self) -> None:
+        async with self._audit_lock:
+            chain, producer = self._chain, self._producer
+            if chain is None or producer is None:
+                return
+            chain.begin()
+            if not chain.checkpoint_due():
+                chain.discard()
+                return
+            try:
+                written = await producer.send(
+                    self.names.audit, chain.checkpoint(), key=f"checkpoint:{ADMIN_CHAIN}".encode()
+                )
+            except LiaisonError:
+                # Unknown whether it was written: read back what the log holds.
+                chain.discard()
+                self._chain = await self._recovered_chain()
+                raise
+            chain.committed()
+        with contextlib.suppress(LiaisonError):  # written; the ledger shows it when it can
+            await self._followers["audit"].wait_past(written.offset)
 
     async def _seal_on_stop(self) -> None:
         chain, producer = self._chain, self._producer

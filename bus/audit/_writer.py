@@ -114,6 +114,13 @@ class ChainWriter:
             or (not count_only and time.monotonic() - self._last_checkpoint >= self.interval_s)
         )
 
+    def due_in(self) -> float | None:
+        """Seconds until the committed events not yet under a checkpoint are due one (0 when
+        overdue), counted from the last checkpoint; None when there are none (or no key)."""
+        if self.signer is None or self.state.since_checkpoint == 0:
+            return None
+        return max(0.0, self._last_checkpoint + self.interval_s - time.monotonic())
+
     def checkpoint(self) -> bytes:
         """A signed checkpoint over everything sealed so far (call when due)."""
         assert self._tentative is not None, "begin() first"

@@ -1127,3 +1127,70 @@ def test_an_agency_token_is_refused_the_report(
 
     assert answer.status_code == 403, answer.text
     assert answer.json()["error"]["code"] == "forbidden"
+
+
+# -- 7. the admin chain is signed on time, idle or stopping --------------------------------
+
+ADMIN_INTERVAL_S = 3.0
+"""The API's checkpoint_interval_s in the tests below."""
+
+
+def admin_records(records: Sequence[Any]) -> list[dict[str, Any]]:
+    bodies = (json.loads(r.value or b"") for r in records)
+    return [b for b in bodies if b.get("chain") == "admin"]
+
+
+def signed_size(bus: Bus, bodies: Sequence[dict[str, Any]]) -> int:
+    """The largest tree size of the admin chain under a checkpoint the bus's key signed."""
+    public = bus.signer.public
+    sizes = [0]
+    for body in bodies:
+        if body.get("type") != CHECKPOINT or body.get("key_id") != public.key_id:
+            continue
+        unsigned = {k: v for k, v in body.items() if k != "signature"}
+        if public.verify(base64.b64decode(body["signature"]), rfc8785.dumps(unsigned)):
+            sizes.append(int(body["tree_size"]))
+    return max(sizes)
+
+
+def create_token(api: ApiHarness, label: str) -> str:
+    with api.client() as admin:
+        answer = admin.post("/tokens", json={"role": "auditor", "label": label})
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["info"]["id"])
+
+
+async def test_an_admin_event_on_an_idle_api_is_under_a_signed_checkpoint_within_the_interval(
+    bus: Bus, admin_service: KafkaConnection, tmp_path: Path
+) -> None:
+    """Two tokens in a row: the second comes within the interval of any checkpoint the
+    first may have caused, so only the time bound can seal it; then the API stays idle."""
+    with running_api(bus, admin_service, tmp_path, checkpoint_interval_s=ADMIN_INTERVAL_S) as api:
+        await asyncio.to_thread(create_token, api, "first")
+        second = await asyncio.to_thread(create_token, api, "second")
+        created = time.monotonic()
+
+        def sealed(records: list[Any]) -> bool:
+            bodies = admin_records(records)
+            event = [b for b in bodies if b.get("token_id") == second]
+            return bool(event) and signed_size(bus, bodies) > int(event[0]["seq"])
+
+        await bus.read_as_admin(bus.names.audit, sealed, timeout_s=ADMIN_INTERVAL_S * 4)
+        took = time.monotonic() - created
+
+    assert took <= ADMIN_INTERVAL_S + 1.0, f"sealed after {took:.1f}s"
+
+
+async def test_a_stopping_api_signs_its_last_admin_events(
+    bus: Bus, admin_service: KafkaConnection, tmp_path: Path
+) -> None:
+    """An hour-long interval: only the stop can seal the token's event before the end."""
+    with running_api(bus, admin_service, tmp_path, checkpoint_interval_s=3600) as api:
+        token = await asyncio.to_thread(create_token, api, "last")
+        before = admin_records(await read_to_end(bus.admin, bus.names.audit))
+
+    after = admin_records(await read_to_end(bus.admin, bus.names.audit))
+    (event,) = [b for b in after if b.get("token_id") == token]
+    events = [b for b in after if b.get("type") != CHECKPOINT]
+    assert signed_size(bus, before) <= int(event["seq"]), "sealed before the stop"
+    assert signed_size(bus, after) == len(events)

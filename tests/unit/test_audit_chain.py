@@ -410,6 +410,32 @@ def test_a_checkpoint_is_due_once_the_interval_has_passed(clock: FakeClock) -> N
     assert w.checkpoint_due()
 
 
+def test_due_in_counts_down_from_the_last_checkpoint_while_events_wait(clock: FakeClock) -> None:
+    w = writer(signer=Signer(SEED), every=1000, interval_s=10.0)
+    assert w.due_in() is None  # nothing to seal
+    clock.now += 4
+    w.begin()
+    w.seal(event(0))
+    assert w.due_in() is None  # not committed yet
+    w.committed()
+    assert w.due_in() == 6.0
+    clock.now += 7
+    assert w.due_in() == 0.0  # overdue
+    w.begin()
+    assert w.checkpoint_due()
+    w.checkpoint()
+    w.committed()
+    assert w.due_in() is None
+
+
+def test_due_in_is_none_without_a_key(clock: FakeClock) -> None:
+    w = writer(signer=None, interval_s=10.0)
+    w.begin()
+    w.seal(event(0))
+    w.committed()
+    assert w.due_in() is None
+
+
 def test_a_committed_checkpoint_restarts_the_interval(clock: FakeClock) -> None:
     w = writer(signer=Signer(SEED), every=1000, interval_s=10.0)
     w.begin()
