@@ -6,7 +6,8 @@ A bundle is a directory:
   audit record, in offset order, from the start of the log;
 * ``inputs.json``: ``[{"topic", "partition", "start", "end"}]``, the input offsets that must
   each have one decision (see :func:`bus.audit.verify`);
-* ``keys.json``: the public keys published in the log (``audit.key`` events);
+* ``keys.json``: the public keys published in the log (``audit.key`` events): never a trust
+  anchor (whoever forges the records can replace it), only where ``--fingerprint`` looks;
 * ``manifest.json``: when and by what it was made, the period asked for, counts, and the
   SHA-256 of each of the other files.
 """
