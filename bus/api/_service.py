@@ -321,10 +321,9 @@ class AdminService:
             chain, producer = self._chain, self._producer
             if chain is None or producer is None:
                 return
-            chain.begin()
-            if not chain.checkpoint_due():
-                chain.discard()
+            if chain.due_in() != 0:  # an event's own checkpoint came first
                 return
+            chain.begin()
             try:
                 written = await producer.send(
                     self.names.audit, chain.checkpoint(), key=f"checkpoint:{ADMIN_CHAIN}".encode()

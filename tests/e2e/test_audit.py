@@ -1161,7 +1161,7 @@ def create_token(api: ApiHarness, label: str) -> str:
 
 
 async def test_an_admin_event_on_an_idle_api_is_under_a_signed_checkpoint_within_the_interval(
-    bus: Bus, admin_service: KafkaConnection, tmp_path: Path
+    bus: Bus, admin_service: KafkaConnection, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     """Two tokens in a row: the second comes within the interval of any checkpoint the
     first may have caused, so only the time bound can seal it; then the API stays idle."""
@@ -1177,6 +1177,7 @@ async def test_an_admin_event_on_an_idle_api_is_under_a_signed_checkpoint_within
 
         await bus.read_as_admin(bus.names.audit, sealed, timeout_s=ADMIN_INTERVAL_S * 4)
         took = time.monotonic() - created
+    attach(request, "sealed_after_s", round(took, 2))
 
     assert took <= ADMIN_INTERVAL_S + 1.0, f"sealed after {took:.1f}s"
 
