@@ -4,7 +4,12 @@ An agency gets exactly:
 
 * WRITE on ``liaison.from.<id>`` (its bulletins in);
 * READ on ``liaison.to.<id>`` (its views out);
-* READ on consumer groups, and WRITE on transactional ids, prefixed ``liaison.<id>.``.
+* READ on ``liaison.schemas`` (the registry: public schema texts);
+* READ on consumer groups, and WRITE on transactional ids, prefixed ``liaison.agency.<id>.``.
+
+Its two topics get ``partitions`` partitions each (default 1, or the bus default
+``LIAISON_AGENCY_PARTITIONS`` on the command line); :meth:`Provisioner.grow_partitions`
+adds more later. Kafka cannot remove partitions, so shrinking is refused.
 
 Agencies are recorded in the compacted ``liaison.agencies`` topic (key: agency id).
 Every operation is idempotent and returns what it changed. Revoking removes the
@@ -44,6 +49,8 @@ from bus.kafka import (
 from bus.topics import TopicNames
 
 __all__ = [
+    "MAX_PARTITIONS",
+    "PARTITIONS_ENV",
     "AgencyRecord",
     "ProvisionResult",
     "Provisioner",
@@ -51,6 +58,11 @@ __all__ = [
     "agency_acls",
     "edge_acls",
 ]
+
+PARTITIONS_ENV = "LIAISON_AGENCY_PARTITIONS"
+"""The bus default for a new agency's partitions (``liaison agency add``)."""
+MAX_PARTITIONS = 1000
+"""Partitions per agency topic at most (a guard against a typo, not a Kafka limit)."""
 
 _COMPACT = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
 
@@ -171,7 +183,7 @@ class Provisioner:
     ) -> None:
         self._connection = connection
         self.names = names or TopicNames()
-        self.partitions = partitions
+        self.partitions = self._check_partitions(partitions)
 
     # -- bus-wide --------------------------------------------------------------------
 
@@ -210,15 +222,22 @@ class Provisioner:
 
     # -- agencies --------------------------------------------------------------------
 
-    async def add(self, agency: str, *, name: str = "") -> ProvisionResult:
-        """Topics, credentials (generated, returned once) and ACLs for ``agency``."""
+    async def add(
+        self, agency: str, *, name: str = "", partitions: int | None = None
+    ) -> ProvisionResult:
+        """Topics, credentials (generated, returned once) and ACLs for ``agency``.
+
+        Missing topics are created with ``partitions`` partitions (default: this
+        provisioner's); topics that exist keep theirs (:meth:`grow_partitions` adds more).
+        """
         self._check_id(agency)
+        count = self.partitions if partitions is None else self._check_partitions(partitions)
         result = ProvisionResult(agency)
         result.changes += await asyncio.to_thread(
             self._create_missing,
             [
-                TopicSpec(self.names.inbound(agency), partitions=self.partitions),
-                TopicSpec(self.names.outbound(agency), partitions=self.partitions),
+                TopicSpec(self.names.inbound(agency), partitions=count),
+                TopicSpec(self.names.outbound(agency), partitions=count),
             ],
         )
         granted = await asyncio.to_thread(
@@ -263,6 +282,23 @@ class Provisioner:
             result.changes.append(f"recorded {agency} as revoked in {self.names.agencies}")
         return result
 
+    async def grow_partitions(self, agency: str, partitions: int) -> ProvisionResult:
+        """Grow the agency's inbound and outbound topics to ``partitions`` partitions each.
+
+        Kafka can only add partitions: a count below a topic's current one is refused
+        (nothing is changed); the same count changes nothing. Routers and sink adapters
+        pick the new partitions up while running. New records of a key (a bulletin id)
+        may land on another partition than that key's earlier records: see "Partitions"
+        in docs/edge.md for what this means for ordering.
+        """
+        self._check_id(agency)
+        self._check_partitions(partitions)
+        if await self._record(agency) is None:
+            raise ConfigError(f"agency {agency!r} is not provisioned; add it first")
+        topics = [self.names.inbound(agency), self.names.outbound(agency)]
+        changes = await asyncio.to_thread(self._grow_sync, topics, partitions)
+        return ProvisionResult(agency, changes)
+
     async def agencies(self) -> dict[str, AgencyRecord]:
         """The latest record of every agency, from the agencies topic."""
         records = await read_to_end(self._connection, self.names.agencies)
@@ -284,6 +320,32 @@ class Provisioner:
                 f"agency id {agency!r} must match {AGENCY_ID_PATTERN} (it becomes part of "
                 "topic names)"
             )
+
+    @staticmethod
+    def _check_partitions(partitions: int) -> int:
+        if not 1 <= partitions <= MAX_PARTITIONS:
+            raise ConfigError(
+                f"partitions must be between 1 and {MAX_PARTITIONS}, not {partitions}"
+            )
+        return partitions
+
+    def _grow_sync(self, topics: list[str], partitions: int) -> list[str]:
+        with KafkaAdmin(self._connection) as admin:
+            counts = admin.partition_counts(topics)
+            for topic in topics:
+                if topic not in counts:
+                    raise ConfigError(
+                        f"topic {topic} does not exist; run `liaison agency add` to create it"
+                    )
+                if partitions < counts[topic]:
+                    raise ConfigError(
+                        f"cannot shrink {topic} from {counts[topic]} to {partitions} "
+                        "partitions: Kafka can only add partitions. Keep the current count "
+                        f"(or more), e.g. {counts[topic]}"
+                    )
+            grow = {t: partitions for t in topics if counts[t] < partitions}
+            admin.create_partitions(grow)
+        return [f"grew topic {t} from {counts[t]} to {partitions} partitions" for t in grow]
 
     def _admin_call(self, fn: Callable[[KafkaAdmin], object]) -> object:
         with KafkaAdmin(self._connection) as admin:

@@ -1,4 +1,4 @@
-"""Cluster administration: topics, SCRAM users and ACLs.
+"""Cluster administration: topics (and their partitions), SCRAM users and ACLs.
 
 aiokafka can manage none of SCRAM users or ACLs, so administration goes through
 confluent-kafka's ``AdminClient`` (librdkafka). Its futures are resolved here with
@@ -273,6 +273,35 @@ class KafkaAdmin:
         futures = self._client.delete_topics(names, operation_timeout=self._timeout_s)
         for name, fut in futures.items():
             self._wait(fut, "delete topic", f"topic {name}")
+
+    def partition_counts(self, names: Iterable[str]) -> dict[str, int]:
+        """How many partitions each of ``names`` has; a topic this principal cannot see
+        (or that does not exist) is left out."""
+        try:
+            metadata = self._client.list_topics(timeout=self._timeout_s)
+        except KafkaException as exc:
+            raise self._translate(exc, "list topics", "") from exc
+        counts: dict[str, int] = {}
+        for name in names:
+            topic = metadata.topics.get(name)
+            if topic is not None and topic.error is None:
+                counts[name] = len(topic.partitions)
+        return counts
+
+    def create_partitions(self, totals: Mapping[str, int]) -> None:
+        """Grow each topic to the given *total* number of partitions (Kafka's
+        CreatePartitions, which needs ALTER on the topic). Kafka can only add partitions:
+        a total at or below the current count is refused by the broker
+        (``INVALID_PARTITIONS``), so callers check first (see
+        :meth:`bus.provision.Provisioner.grow_partitions`)."""
+        if not totals:
+            return
+        futures = self._client.create_partitions(
+            [ck.NewPartitions(name, total) for name, total in totals.items()],
+            operation_timeout=self._timeout_s,
+        )
+        for name, fut in futures.items():
+            self._wait(fut, f"grow to {totals[name]} partitions", f"topic {name}")
 
     def list_topics(self) -> set[str]:
         """Names of the topics this principal may describe."""
