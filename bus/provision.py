@@ -165,6 +165,9 @@ def admin_service_acls(principal: str, names: TopicNames) -> list[Acl]:
         # router still checks them like any other record (anti-spoofing included), and
         # cluster ALTER already lets this principal grant itself anything.
         _acl(principal, ResourceType.TOPIC, names.inbound_prefix, AclOperation.WRITE, True),
+        # Growing an agency's partitions (CreatePartitions needs ALTER on the topic).
+        _acl(principal, ResourceType.TOPIC, names.inbound_prefix, AclOperation.ALTER, True),
+        _acl(principal, ResourceType.TOPIC, names.outbound_prefix, AclOperation.ALTER, True),
         # Router lag: the edge group's committed offsets (OffsetFetch needs DESCRIBE).
         _acl(principal, ResourceType.GROUP, names.edge_group, AclOperation.DESCRIBE),
     ]

@@ -386,6 +386,13 @@ class KafkaAdmin:
 
     # -- consumer groups -------------------------------------------------------------
 
+    def list_groups(self) -> set[str]:
+        """Ids of the consumer groups this principal may see: every group with DESCRIBE on
+        the cluster, else only the groups it may DESCRIBE (Kafka's ListGroups)."""
+        future = self._client.list_consumer_groups(request_timeout=self._timeout_s)
+        result = self._wait(future, "list consumer groups")
+        return {listing.group_id for listing in result.valid}
+
     def describe_group(self, group_id: str) -> str:
         """The group's state name (e.g. ``EMPTY``); raises if the principal may not describe it."""
         futures = self._client.describe_consumer_groups([group_id])
