@@ -61,8 +61,10 @@ __all__ = [
 
 PARTITIONS_ENV = "LIAISON_AGENCY_PARTITIONS"
 """The bus default for a new agency's partitions (``liaison agency add``)."""
-MAX_PARTITIONS = 1000
-"""Partitions per agency topic at most (a guard against a typo, not a Kafka limit)."""
+MAX_PARTITIONS = 128
+"""Partitions per agency topic at most: a guard against a typo (each partition costs the
+broker files and memory, and none can be removed), not a Kafka limit; far more than the
+routers an agency's traffic could keep busy."""
 
 _COMPACT = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
 
@@ -381,8 +383,9 @@ class Provisioner:
         with KafkaAdmin(self._connection) as admin:
             deleted = admin.delete_acls([AclFilter(principal=f"User:{agency}")])
             changes += [f"removed {a}" for a in deleted]
-            if agency in admin.scram_users():
-                admin.delete_scram_user(agency)
+            # A repeat right after a revoke can still list the user (the broker's view
+            # lags the controller's): credentials already gone are not an error.
+            if agency in admin.scram_users() and admin.delete_scram_user(agency, missing_ok=True):
                 changes.append(f"deleted the SCRAM credentials of User:{agency}")
         return changes
 
