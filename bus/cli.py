@@ -485,6 +485,9 @@ def agency_add(
             "agency's traffic by partition, so give it at least as many as routers.",
         ),
     ] = 1,
+    prefix: Annotated[
+        str, typer.Option(help="Topic prefix of the bus.", envvar="LIAISON_TOPIC_PREFIX")
+    ] = "liaison",
     data_dir: DataDir = _DEFAULT_DATA_DIR,
     credentials_dir: CredentialsDir = _DEFAULT_CREDENTIALS,
 ) -> None:
@@ -492,7 +495,11 @@ def agency_add(
     connection = _connection(data_dir)
     try:
         result = asyncio.run(
-            _provisioned(connection, lambda p: p.add(agency, name=name, partitions=partitions))
+            _provisioned(
+                connection,
+                lambda p: p.add(agency, name=name, partitions=partitions),
+                TopicNames(prefix=prefix),
+            )
         )
     except LiaisonError as exc:
         raise _fail(exc) from exc
@@ -505,6 +512,9 @@ def agency_partitions(
     partitions: Annotated[
         int, typer.Argument(min=1, help="The new total for each of its two topics.")
     ],
+    prefix: Annotated[
+        str, typer.Option(help="Topic prefix of the bus.", envvar="LIAISON_TOPIC_PREFIX")
+    ] = "liaison",
     data_dir: DataDir = _DEFAULT_DATA_DIR,
 ) -> None:
     """Grow the agency's two topics to PARTITIONS partitions (Kafka cannot shrink them).
@@ -514,7 +524,8 @@ def agency_partitions(
     """
     connection = _connection(data_dir)
     try:
-        result = asyncio.run(Provisioner(connection).grow_partitions(agency, partitions))
+        provisioner = Provisioner(connection, names=TopicNames(prefix=prefix))
+        result = asyncio.run(provisioner.grow_partitions(agency, partitions))
     except LiaisonError as exc:
         raise _fail(exc) from exc
     for change in result.changes or ["nothing to change"]:
@@ -565,9 +576,11 @@ def agency_list(data_dir: DataDir = _DEFAULT_DATA_DIR) -> None:
 
 
 async def _provisioned(
-    connection: KafkaConnection, action: Callable[[Provisioner], Awaitable[ProvisionResult]]
+    connection: KafkaConnection,
+    action: Callable[[Provisioner], Awaitable[ProvisionResult]],
+    names: TopicNames | None = None,
 ) -> ProvisionResult:
-    provisioner = Provisioner(connection)
+    provisioner = Provisioner(connection, names=names)
     await provisioner.ensure_bus_topics()
     return await action(provisioner)
 

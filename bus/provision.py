@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import secrets
 from collections.abc import Callable
@@ -56,6 +57,7 @@ __all__ = [
     "Provisioner",
     "admin_service_acls",
     "agency_acls",
+    "default_partitions",
     "edge_acls",
 ]
 
@@ -65,6 +67,19 @@ MAX_PARTITIONS = 128
 """Partitions per agency topic at most: a guard against a typo (each partition costs the
 broker files and memory, and none can be removed), not a Kafka limit; far more than the
 routers an agency's traffic could keep busy."""
+
+
+def default_partitions() -> int:
+    """The bus default for a new agency's partitions: ``LIAISON_AGENCY_PARTITIONS``, else 1."""
+    raw = os.environ.get(PARTITIONS_ENV, "").strip()
+    if not raw:
+        return 1
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PARTITIONS:
+        raise ConfigError(
+            f"{PARTITIONS_ENV}={raw!r} must be a whole number from 1 to {MAX_PARTITIONS}"
+        )
+    return int(raw)
+
 
 _COMPACT = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
 

@@ -40,7 +40,7 @@ from bus.bulletin import BulletinSchema
 from bus.errors import ConfigError, KafkaAccessError, LiaisonError, PolicyError
 from bus.kafka import Consumer, KafkaAdmin, KafkaConnection, Producer, Record, TopicPartition
 from bus.policy import CompiledPolicy, RedactionKeys, compile_policy, parse_policy
-from bus.provision import MAX_PARTITIONS, Provisioner, ProvisionResult
+from bus.provision import MAX_PARTITIONS, Provisioner, ProvisionResult, default_partitions
 from bus.registry import KafkaRegistryStore, SchemaRegistry, SchemaVersion
 from bus.schemas import CompatibilityMode
 from bus.topics import TopicNames
@@ -67,10 +67,11 @@ class ApiSettings(BaseModel):
         "(default: the one the API connects to).",
     )
     agency_partitions: int = Field(
-        default=1,
+        default_factory=default_partitions,
         ge=1,
         le=MAX_PARTITIONS,
-        description="Partitions of a new agency's topics when POST /agencies names none.",
+        description="Partitions of a new agency's topics when POST /agencies names none "
+        "(default: LIAISON_AGENCY_PARTITIONS, else 1).",
     )
     lag_interval_s: float = Field(default=2.0, gt=0, le=300)
     audit_scan_limit: int = Field(

@@ -1,16 +1,19 @@
-"""Static ownership of inbound partitions (bus.edge.owner_of): pure, no broker."""
+"""Static ownership of inbound partitions (bus.edge.owner_of) and the partition settings:
+pure, no broker."""
 
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
+from bus.api import ApiSettings
 from bus.edge import owner_of
 from bus.errors import ConfigError
 from bus.kafka import KafkaConnection
-from bus.provision import MAX_PARTITIONS, Provisioner
+from bus.provision import MAX_PARTITIONS, PARTITIONS_ENV, Provisioner, default_partitions
 
 TOPICS = [f"liaison.from.agency-{i}" for i in range(200)]
 
@@ -59,3 +62,21 @@ def test_a_partition_count_out_of_range_is_refused_with_the_value(partitions: in
 async def test_growing_to_a_count_out_of_range_is_refused_before_any_call(partitions: int) -> None:
     with pytest.raises(ConfigError, match=rf"not {partitions}"):
         await Provisioner(CONNECTION).grow_partitions("north-river", partitions)
+
+
+def test_the_bus_default_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(PARTITIONS_ENV, raising=False)
+    assert default_partitions() == 1
+    assert ApiSettings(tokens_path=Path("tokens.json")).agency_partitions == 1
+    monkeypatch.setenv(PARTITIONS_ENV, "4")
+    assert default_partitions() == 4
+    assert ApiSettings(tokens_path=Path("tokens.json")).agency_partitions == 4
+
+
+@pytest.mark.parametrize("raw", ["0", "four", "-2", str(MAX_PARTITIONS + 1)])
+def test_a_bad_bus_default_is_refused_naming_the_variable_and_value(
+    monkeypatch: pytest.MonkeyPatch, raw: str
+) -> None:
+    monkeypatch.setenv(PARTITIONS_ENV, raw)
+    with pytest.raises(ConfigError, match=rf"{PARTITIONS_ENV}='{raw}' must be a whole number"):
+        ApiSettings(tokens_path=Path("tokens.json"))
