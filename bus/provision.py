@@ -7,9 +7,10 @@ An agency gets exactly:
 * READ on ``liaison.schemas`` (the registry: public schema texts);
 * READ on consumer groups, and WRITE on transactional ids, prefixed ``liaison.agency.<id>.``.
 
-Its two topics get ``partitions`` partitions each (default 1, or the bus default
-``LIAISON_AGENCY_PARTITIONS`` on the command line); :meth:`Provisioner.grow_partitions`
-adds more later. Kafka cannot remove partitions, so shrinking is refused.
+Its two topics get ``partitions`` partitions each (the CLI and the admin API default to
+:func:`default_partitions`: ``LIAISON_AGENCY_PARTITIONS``, else 1);
+:meth:`Provisioner.grow_partitions` adds more later. Kafka cannot remove partitions, so
+shrinking is refused.
 
 Agencies are recorded in the compacted ``liaison.agencies`` topic (key: agency id).
 Every operation is idempotent and returns what it changed. Revoking removes the
@@ -62,7 +63,7 @@ __all__ = [
 ]
 
 PARTITIONS_ENV = "LIAISON_AGENCY_PARTITIONS"
-"""The bus default for a new agency's partitions (``liaison agency add``)."""
+"""The bus default for a new agency's partitions (``liaison agency add``, the admin API)."""
 MAX_PARTITIONS = 128
 """Partitions per agency topic at most: a guard against a typo (each partition costs the
 broker files and memory, and none can be removed), not a Kafka limit; far more than the
@@ -308,8 +309,8 @@ class Provisioner:
         Kafka can only add partitions: a count below a topic's current one is refused
         (nothing is changed); the same count changes nothing. Routers and sink adapters
         pick the new partitions up while running. New records of a key (a bulletin id)
-        may land on another partition than that key's earlier records: see "Partitions"
-        in docs/edge.md for what this means for ordering.
+        may land on another partition than that key's earlier records: see "Partitions and
+        scale-out" in docs/edge.md for what this means for ordering.
         """
         self._check_id(agency)
         self._check_partitions(partitions)
@@ -360,8 +361,8 @@ class Provisioner:
                 if partitions < counts[topic]:
                     raise ConfigError(
                         f"cannot shrink {topic} from {counts[topic]} to {partitions} "
-                        "partitions: Kafka can only add partitions. Keep the current count "
-                        f"(or more), e.g. {counts[topic]}"
+                        f"partitions: Kafka cannot remove partitions; ask for {counts[topic]} "
+                        "or more"
                     )
             grow = {t: partitions for t in topics if counts[t] < partitions}
             admin.create_partitions(grow)
