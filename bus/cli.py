@@ -475,16 +475,61 @@ def _report(result: ProvisionResult, credentials_dir: Path, bootstrap: str) -> N
 def agency_add(
     agency: Annotated[str, typer.Argument(help="Agency id, e.g. north-river.")],
     name: Annotated[str, typer.Option(help="Display name.")] = "",
+    partitions: Annotated[
+        int,
+        typer.Option(
+            envvar="LIAISON_AGENCY_PARTITIONS",
+            min=1,
+            help="Partitions of each of the agency's two topics, if they are created "
+            "(existing topics keep theirs: see `liaison agency partitions`). Routers split an "
+            "agency's traffic by partition, so give it at least as many as routers.",
+        ),
+    ] = 1,
+    prefix: Annotated[
+        str, typer.Option(help="Topic prefix of the bus.", envvar="LIAISON_TOPIC_PREFIX")
+    ] = "liaison",
     data_dir: DataDir = _DEFAULT_DATA_DIR,
     credentials_dir: CredentialsDir = _DEFAULT_CREDENTIALS,
 ) -> None:
     """Create the agency's topics, credentials and ACLs (idempotent)."""
     connection = _connection(data_dir)
     try:
-        result = asyncio.run(_provisioned(connection, lambda p: p.add(agency, name=name)))
+        result = asyncio.run(
+            _provisioned(
+                connection,
+                lambda p: p.add(agency, name=name, partitions=partitions),
+                TopicNames(prefix=prefix),
+            )
+        )
     except LiaisonError as exc:
         raise _fail(exc) from exc
     _report(result, credentials_dir, connection.bootstrap_servers)
+
+
+@agency_app.command("partitions")
+def agency_partitions(
+    agency: Annotated[str, typer.Argument(help="Agency id.")],
+    partitions: Annotated[
+        int, typer.Argument(min=1, help="The new total for each of its two topics.")
+    ],
+    prefix: Annotated[
+        str, typer.Option(help="Topic prefix of the bus.", envvar="LIAISON_TOPIC_PREFIX")
+    ] = "liaison",
+    data_dir: DataDir = _DEFAULT_DATA_DIR,
+) -> None:
+    """Grow the agency's two topics to PARTITIONS partitions (Kafka cannot shrink them).
+
+    Running routers and sink adapters pick the new partitions up; a bulletin id's later
+    records may land on another partition than its earlier ones (docs/edge.md, Partitions).
+    """
+    connection = _connection(data_dir)
+    try:
+        provisioner = Provisioner(connection, names=TopicNames(prefix=prefix))
+        result = asyncio.run(provisioner.grow_partitions(agency, partitions))
+    except LiaisonError as exc:
+        raise _fail(exc) from exc
+    for change in result.changes or ["nothing to change"]:
+        out.print(f"  {change}", highlight=False)
 
 
 @agency_app.command("rotate")
@@ -531,9 +576,11 @@ def agency_list(data_dir: DataDir = _DEFAULT_DATA_DIR) -> None:
 
 
 async def _provisioned(
-    connection: KafkaConnection, action: Callable[[Provisioner], Awaitable[ProvisionResult]]
+    connection: KafkaConnection,
+    action: Callable[[Provisioner], Awaitable[ProvisionResult]],
+    names: TopicNames | None = None,
 ) -> ProvisionResult:
-    provisioner = Provisioner(connection)
+    provisioner = Provisioner(connection, names=names)
     await provisioner.ensure_bus_topics()
     return await action(provisioner)
 

@@ -4,7 +4,13 @@ An agency gets exactly:
 
 * WRITE on ``liaison.from.<id>`` (its bulletins in);
 * READ on ``liaison.to.<id>`` (its views out);
-* READ on consumer groups, and WRITE on transactional ids, prefixed ``liaison.<id>.``.
+* READ on ``liaison.schemas`` (the registry: public schema texts);
+* READ on consumer groups, and WRITE on transactional ids, prefixed ``liaison.agency.<id>.``.
+
+Its two topics get ``partitions`` partitions each (the CLI and the admin API default to
+:func:`default_partitions`: ``LIAISON_AGENCY_PARTITIONS``, else 1);
+:meth:`Provisioner.grow_partitions` adds more later. Kafka cannot remove partitions, so
+shrinking is refused.
 
 Agencies are recorded in the compacted ``liaison.agencies`` topic (key: agency id).
 Every operation is idempotent and returns what it changed. Revoking removes the
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import secrets
 from collections.abc import Callable
@@ -44,13 +51,36 @@ from bus.kafka import (
 from bus.topics import TopicNames
 
 __all__ = [
+    "MAX_PARTITIONS",
+    "PARTITIONS_ENV",
     "AgencyRecord",
     "ProvisionResult",
     "Provisioner",
     "admin_service_acls",
     "agency_acls",
+    "default_partitions",
     "edge_acls",
 ]
+
+PARTITIONS_ENV = "LIAISON_AGENCY_PARTITIONS"
+"""The bus default for a new agency's partitions (``liaison agency add``, the admin API)."""
+MAX_PARTITIONS = 128
+"""Partitions per agency topic at most: a guard against a typo (each partition costs the
+broker files and memory, and none can be removed), not a Kafka limit; far more than the
+routers an agency's traffic could keep busy."""
+
+
+def default_partitions() -> int:
+    """The bus default for a new agency's partitions: ``LIAISON_AGENCY_PARTITIONS``, else 1."""
+    raw = os.environ.get(PARTITIONS_ENV, "").strip()
+    if not raw:
+        return 1
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PARTITIONS:
+        raise ConfigError(
+            f"{PARTITIONS_ENV}={raw!r} must be a whole number from 1 to {MAX_PARTITIONS}"
+        )
+    return int(raw)
+
 
 _COMPACT = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
 
@@ -153,6 +183,9 @@ def admin_service_acls(principal: str, names: TopicNames) -> list[Acl]:
         # router still checks them like any other record (anti-spoofing included), and
         # cluster ALTER already lets this principal grant itself anything.
         _acl(principal, ResourceType.TOPIC, names.inbound_prefix, AclOperation.WRITE, True),
+        # Growing an agency's partitions (CreatePartitions needs ALTER on the topic).
+        _acl(principal, ResourceType.TOPIC, names.inbound_prefix, AclOperation.ALTER, True),
+        _acl(principal, ResourceType.TOPIC, names.outbound_prefix, AclOperation.ALTER, True),
         # Router lag: the edge group's committed offsets (OffsetFetch needs DESCRIBE).
         _acl(principal, ResourceType.GROUP, names.edge_group, AclOperation.DESCRIBE),
     ]
@@ -171,7 +204,7 @@ class Provisioner:
     ) -> None:
         self._connection = connection
         self.names = names or TopicNames()
-        self.partitions = partitions
+        self.partitions = self._check_partitions(partitions)
 
     # -- bus-wide --------------------------------------------------------------------
 
@@ -210,15 +243,22 @@ class Provisioner:
 
     # -- agencies --------------------------------------------------------------------
 
-    async def add(self, agency: str, *, name: str = "") -> ProvisionResult:
-        """Topics, credentials (generated, returned once) and ACLs for ``agency``."""
+    async def add(
+        self, agency: str, *, name: str = "", partitions: int | None = None
+    ) -> ProvisionResult:
+        """Topics, credentials (generated, returned once) and ACLs for ``agency``.
+
+        Missing topics are created with ``partitions`` partitions (default: this
+        provisioner's); topics that exist keep theirs (:meth:`grow_partitions` adds more).
+        """
         self._check_id(agency)
+        count = self.partitions if partitions is None else self._check_partitions(partitions)
         result = ProvisionResult(agency)
         result.changes += await asyncio.to_thread(
             self._create_missing,
             [
-                TopicSpec(self.names.inbound(agency), partitions=self.partitions),
-                TopicSpec(self.names.outbound(agency), partitions=self.partitions),
+                TopicSpec(self.names.inbound(agency), partitions=count),
+                TopicSpec(self.names.outbound(agency), partitions=count),
             ],
         )
         granted = await asyncio.to_thread(
@@ -263,6 +303,23 @@ class Provisioner:
             result.changes.append(f"recorded {agency} as revoked in {self.names.agencies}")
         return result
 
+    async def grow_partitions(self, agency: str, partitions: int) -> ProvisionResult:
+        """Grow the agency's inbound and outbound topics to ``partitions`` partitions each.
+
+        Kafka can only add partitions: a count below a topic's current one is refused
+        (nothing is changed); the same count changes nothing. Routers and sink adapters
+        pick the new partitions up while running. New records of a key (a bulletin id)
+        may land on another partition than that key's earlier records: see "Partitions and
+        scale-out" in docs/edge.md for what this means for ordering.
+        """
+        self._check_id(agency)
+        self._check_partitions(partitions)
+        if await self._record(agency) is None:
+            raise ConfigError(f"agency {agency!r} is not provisioned; add it first")
+        topics = [self.names.inbound(agency), self.names.outbound(agency)]
+        changes = await asyncio.to_thread(self._grow_sync, topics, partitions)
+        return ProvisionResult(agency, changes)
+
     async def agencies(self) -> dict[str, AgencyRecord]:
         """The latest record of every agency, from the agencies topic."""
         records = await read_to_end(self._connection, self.names.agencies)
@@ -284,6 +341,32 @@ class Provisioner:
                 f"agency id {agency!r} must match {AGENCY_ID_PATTERN} (it becomes part of "
                 "topic names)"
             )
+
+    @staticmethod
+    def _check_partitions(partitions: int) -> int:
+        if not 1 <= partitions <= MAX_PARTITIONS:
+            raise ConfigError(
+                f"partitions must be between 1 and {MAX_PARTITIONS}, not {partitions}"
+            )
+        return partitions
+
+    def _grow_sync(self, topics: list[str], partitions: int) -> list[str]:
+        with KafkaAdmin(self._connection) as admin:
+            counts = admin.partition_counts(topics)
+            for topic in topics:
+                if topic not in counts:
+                    raise ConfigError(
+                        f"topic {topic} does not exist; run `liaison agency add` to create it"
+                    )
+                if partitions < counts[topic]:
+                    raise ConfigError(
+                        f"cannot shrink {topic} from {counts[topic]} to {partitions} "
+                        f"partitions: Kafka cannot remove partitions; ask for {counts[topic]} "
+                        "or more"
+                    )
+            grow = {t: partitions for t in topics if counts[t] < partitions}
+            admin.create_partitions(grow)
+        return [f"grew topic {t} from {counts[t]} to {partitions} partitions" for t in grow]
 
     def _admin_call(self, fn: Callable[[KafkaAdmin], object]) -> object:
         with KafkaAdmin(self._connection) as admin:
@@ -316,8 +399,9 @@ class Provisioner:
         with KafkaAdmin(self._connection) as admin:
             deleted = admin.delete_acls([AclFilter(principal=f"User:{agency}")])
             changes += [f"removed {a}" for a in deleted]
-            if agency in admin.scram_users():
-                admin.delete_scram_user(agency)
+            # A repeat right after a revoke can still list the user (the broker's view
+            # lags the controller's): credentials already gone are not an error.
+            if agency in admin.scram_users() and admin.delete_scram_user(agency, missing_ok=True):
                 changes.append(f"deleted the SCRAM credentials of User:{agency}")
         return changes
 

@@ -35,6 +35,8 @@ from bus.api._models import (
     DiffOut,
     DryRunIn,
     HealthOut,
+    PartitionsIn,
+    PartitionsOut,
     PolicyOut,
     PolicyPutOut,
     PolicySummary,
@@ -225,7 +227,7 @@ async def provision_agency(
 ) -> ProvisionOut:
     """Topics, credentials and least-privilege ACLs (idempotent: a repeat changes nothing
     and answers 200). The password is in the answer once and nowhere else."""
-    result = await service.provision(body.id, body.name, principal)
+    result = await service.provision(body.id, body.name, principal, partitions=body.partitions)
     if not result.changes:
         response.status_code = 200
     return ProvisionOut(
@@ -274,6 +276,27 @@ async def revoke_agency(agency: AgencyId, principal: Admin, service: Service) ->
         changes=result.changes,
         tokens_revoked=tokens,
     )
+
+
+@agencies.post(
+    "/{agency}/partitions",
+    summary="Grow an agency's partitions",
+    responses=_conflict(
+        "Fewer partitions than the topics have (`partitions_shrink`): Kafka cannot remove any."
+    ),
+)
+async def grow_agency_partitions(
+    agency: AgencyId, body: PartitionsIn, principal: Admin, service: Service
+) -> PartitionsOut:
+    """Both of the agency's topics to `partitions` partitions, so that more routers can share
+    its traffic (docs/edge.md, Partitions and scale-out; a bulletin id's later records may
+    land on another partition). The same count changes nothing."""
+    _known_agency(service, agency)
+    try:
+        result = await service.grow_partitions(agency, body.partitions, principal)
+    except (NotFoundError, ConflictError) as exc:
+        raise _translate(exc) from exc
+    return PartitionsOut(agency=_agency_out(_known_agency(service, agency)), changes=result.changes)
 
 
 # -- policies ------------------------------------------------------------------------

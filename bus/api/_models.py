@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from bus.bulletin import AGENCY_ID_PATTERN
+from bus.provision import MAX_PARTITIONS
 
 __all__ = [
     "ActivationOut",
@@ -21,6 +22,8 @@ __all__ = [
     "DryRunIn",
     "FlowOut",
     "HealthOut",
+    "PartitionsIn",
+    "PartitionsOut",
     "PolicyOut",
     "PolicyPutOut",
     "PolicySummary",
@@ -55,6 +58,30 @@ class AgencyOut(BaseModel):
 class ProvisionIn(_In):
     id: str = Field(pattern=AGENCY_ID_PATTERN, examples=[_FICTIONAL])
     name: str = Field(default="", max_length=200, examples=["North River Flood Authority"])
+    partitions: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_PARTITIONS,
+        examples=[4],
+        description="Partitions of each of the agency's two topics, if they are created "
+        "(default: the API's agency_partitions setting); existing topics keep theirs.",
+    )
+
+
+class PartitionsIn(_In):
+    partitions: int = Field(
+        ge=1,
+        le=MAX_PARTITIONS,
+        examples=[4],
+        description="The new total for each of the agency's two topics (never fewer than now).",
+    )
+
+
+class PartitionsOut(BaseModel):
+    agency: AgencyOut
+    changes: list[str] = Field(
+        examples=[["grew topic liaison.from.north-river from 1 to 4 partitions"]]
+    )
 
 
 class CredentialsOut(BaseModel):

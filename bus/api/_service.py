@@ -37,10 +37,10 @@ from bus.api._state import (
 )
 from bus.audit import ChainWriter, Signer, recover_chain
 from bus.bulletin import BulletinSchema
-from bus.errors import KafkaAccessError, LiaisonError, PolicyError
+from bus.errors import ConfigError, KafkaAccessError, LiaisonError, PolicyError
 from bus.kafka import Consumer, KafkaAdmin, KafkaConnection, Producer, Record, TopicPartition
 from bus.policy import CompiledPolicy, RedactionKeys, compile_policy, parse_policy
-from bus.provision import Provisioner, ProvisionResult
+from bus.provision import MAX_PARTITIONS, Provisioner, ProvisionResult, default_partitions
 from bus.registry import KafkaRegistryStore, SchemaRegistry, SchemaVersion
 from bus.schemas import CompatibilityMode
 from bus.topics import TopicNames
@@ -66,7 +66,13 @@ class ApiSettings(BaseModel):
         description="Bootstrap address handed to agencies with their credentials "
         "(default: the one the API connects to).",
     )
-    agency_partitions: int = Field(default=1, ge=1, le=1000)
+    agency_partitions: int = Field(
+        default_factory=default_partitions,
+        ge=1,
+        le=MAX_PARTITIONS,
+        description="Partitions of a new agency's topics when POST /agencies names none "
+        "(default: LIAISON_AGENCY_PARTITIONS, else 1).",
+    )
     lag_interval_s: float = Field(default=2.0, gt=0, le=300)
     audit_scan_limit: int = Field(
         default=1_000_000, ge=1, description="Audit events a query reads at most."
@@ -392,8 +398,10 @@ class AdminService:
 
     # -- agencies --------------------------------------------------------------------
 
-    async def provision(self, agency: str, name: str, actor: Principal) -> ProvisionResult:
-        result = await self.provisioner.add(agency, name=name)
+    async def provision(
+        self, agency: str, name: str, actor: Principal, *, partitions: int | None = None
+    ) -> ProvisionResult:
+        result = await self.provisioner.add(agency, name=name, partitions=partitions)
         await self._followers["agencies"].sync()
         if result.changes:
             await self.record("agency.provisioned", actor, agency=agency, changes=result.changes)
@@ -416,6 +424,26 @@ class AdminService:
                 "agency.revoked", actor, agency=agency, changes=result.changes, tokens=tokens
             )
         return result, tokens
+
+    async def grow_partitions(
+        self, agency: str, partitions: int, actor: Principal
+    ) -> ProvisionResult:
+        """Grow the agency's two topics to ``partitions`` (an audited admin action)."""
+        if agency not in self.agencies.agencies:
+            raise NotFoundError(f"agency {agency!r} is not provisioned")
+        try:
+            result = await self.provisioner.grow_partitions(agency, partitions)
+        except ConfigError as exc:
+            raise ConflictError("partitions_shrink", str(exc)) from exc
+        if result.changes:
+            await self.record(
+                "agency.partitions_grown",
+                actor,
+                agency=agency,
+                partitions=partitions,
+                changes=result.changes,
+            )
+        return result
 
     def _require_active(self, agency: str) -> None:
         record = self.agencies.agencies.get(agency)

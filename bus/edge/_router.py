@@ -1,6 +1,6 @@
 """The edge router: policy enforced between ``liaison.from.*`` and ``liaison.to.*``, exactly once.
 
-Each instance i of N owns the inbound partitions whose ``crc32("topic:partition") % N``
+Each instance i of N owns the inbound partitions whose ``(crc32(topic) + partition) % N``
 is i (static ownership, no group membership, no rebalance) and uses the transactional
 id ``liaison.edge.<i>``: a restarted instance fences its zombie through the id's epoch.
 Per batch (at most ``batch_max`` records or ``commit_interval_ms``), one transaction
@@ -62,8 +62,14 @@ POLICY_KEY = b"active"
 
 
 def owner_of(topic: str, partition: int, instances: int) -> int:
-    """The instance that owns an inbound partition (stable across processes and runs)."""
-    return zlib.crc32(f"{topic}:{partition}".encode()) % instances
+    """The instance that owns an inbound partition (stable across processes and runs).
+
+    A topic's partitions go round the instances from a start its name picks: a topic of
+    P partitions gives each instance P // N or P // N + 1 of them (a hash per partition
+    could give one instance all of them), and one-partition topics spread by name.
+    Growing a topic only adds owners for the new partitions; no partition changes hands.
+    """
+    return (zlib.crc32(topic.encode()) + partition) % instances
 
 
 class EdgeConfig(BaseModel):

@@ -1,4 +1,4 @@
-"""Cluster administration: topics, SCRAM users and ACLs.
+"""Cluster administration: topics (and their partitions), SCRAM users and ACLs.
 
 aiokafka can manage none of SCRAM users or ACLs, so administration goes through
 confluent-kafka's ``AdminClient`` (librdkafka). Its futures are resolved here with
@@ -19,6 +19,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka import admin as ck
 
 from bus.errors import (
+    ConfigError,
     KafkaAccessError,
     KafkaAuthenticationError,
     KafkaAuthorizationError,
@@ -274,6 +275,62 @@ class KafkaAdmin:
         for name, fut in futures.items():
             self._wait(fut, "delete topic", f"topic {name}")
 
+    def partition_counts(self, names: Iterable[str]) -> dict[str, int]:
+        """How many partitions each of ``names`` has; a topic this principal cannot see
+        (or that does not exist) is left out."""
+        try:
+            metadata = self._client.list_topics(timeout=self._timeout_s)
+        except KafkaException as exc:
+            raise self._translate(exc, "list topics", "") from exc
+        counts: dict[str, int] = {}
+        for name in names:
+            topic = metadata.topics.get(name)
+            if topic is not None and topic.error is None:
+                counts[name] = len(topic.partitions)
+        return counts
+
+    def create_partitions(self, totals: Mapping[str, int]) -> None:
+        """Grow each topic to the given *total* number of partitions (Kafka's
+        CreatePartitions, which needs ALTER on the topic), and return once the broker's
+        metadata shows them, so that a caller's next read sees the growth.
+
+        Kafka can only add partitions: a total at or below the current count is refused
+        (:class:`ConfigError` with the broker's message, which names the count), so callers
+        check first (see :meth:`bus.provision.Provisioner.grow_partitions`)."""
+        if not totals:
+            return
+        futures = self._client.create_partitions(
+            [ck.NewPartitions(name, total) for name, total in totals.items()],
+            operation_timeout=self._timeout_s,
+        )
+        for name, fut in futures.items():
+            try:
+                fut.result(timeout=self._timeout_s)
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                if isinstance(err, KafkaError) and err.code() == KafkaError.INVALID_PARTITIONS:
+                    # Another grow got there first (metadata read before it said fewer):
+                    # the broker's message names the count the topic has now.
+                    raise ConfigError(
+                        f"cannot grow topic {name} to {totals[name]} partitions: {err.str()} "
+                        "Kafka can only add partitions: ask for more than it has."
+                    ) from exc
+                raise self._translate(exc, "grow partitions", f"topic {name}") from exc
+            except concurrent.futures.TimeoutError as exc:
+                raise self._translate(exc, "grow partitions", f"topic {name}") from exc
+        # The controller has them; the broker answering metadata learns of them a moment later.
+        deadline = time.monotonic() + self._timeout_s
+        while True:
+            counts = self.partition_counts(totals)
+            if all(counts.get(name, 0) >= total for name, total in totals.items()):
+                return
+            if time.monotonic() >= deadline:
+                raise KafkaUnavailableError(
+                    f"the broker's metadata did not show the new partitions of "
+                    f"{', '.join(sorted(totals))} within {self._timeout_s}s; check again later"
+                )
+            time.sleep(0.05)  # sleep-ok: polling the broker's metadata for the growth
+
     def list_topics(self) -> set[str]:
         """Names of the topics this principal may describe."""
         try:
@@ -308,13 +365,30 @@ class KafkaAdmin:
         username: str,
         *,
         mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512",
-    ) -> None:
+        missing_ok: bool = False,
+    ) -> bool:
+        """Delete the user's credentials for ``mechanism``; ``True`` if they were deleted.
+
+        With ``missing_ok``, credentials that are already gone (``RESOURCE_NOT_FOUND``) are
+        not an error: a broker's view of SCRAM users lags the controller for a moment after
+        a deletion, so a user just deleted can still be listed by :meth:`scram_users`.
+        """
         deletion = ck.UserScramCredentialDeletion(
             username, ck.ScramMechanism[mechanism.replace("-", "_")]
         )
         futures = self._client.alter_user_scram_credentials([deletion])
         for user, fut in futures.items():
-            self._wait(fut, "delete SCRAM credentials", f"user {user}")
+            try:
+                fut.result(timeout=self._timeout_s)
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                gone = isinstance(err, KafkaError) and err.code() == KafkaError.RESOURCE_NOT_FOUND
+                if missing_ok and gone:
+                    return False
+                raise self._translate(exc, "delete SCRAM credentials", f"user {user}") from exc
+            except concurrent.futures.TimeoutError as exc:
+                raise self._translate(exc, "delete SCRAM credentials", f"user {user}") from exc
+        return True
 
     def scram_users(self) -> dict[str, list[str]]:
         """Every SCRAM user and its mechanisms, e.g. ``{"admin": ["SCRAM-SHA-512"]}``."""
@@ -356,6 +430,13 @@ class KafkaAdmin:
         return deleted
 
     # -- consumer groups -------------------------------------------------------------
+
+    def list_groups(self) -> set[str]:
+        """Ids of the consumer groups this principal may see: every group with DESCRIBE on
+        the cluster, else only the groups it may DESCRIBE (Kafka's ListGroups)."""
+        future = self._client.list_consumer_groups(request_timeout=self._timeout_s)
+        result = self._wait(future, "list consumer groups")
+        return {listing.group_id for listing in result.valid}
 
     def describe_group(self, group_id: str) -> str:
         """The group's state name (e.g. ``EMPTY``); raises if the principal may not describe it."""

@@ -214,6 +214,15 @@ def revoked(world: World, role: str, answer: httpx.Response) -> None:
     assert answer.json()["agency"]["state"] == "revoked"
 
 
+def grow_partitions(world: World, role: str) -> Call:
+    agency = world.new_agency() if role == "admin" else world.agency_for(role)
+    return Call(f"/agencies/{agency}/partitions", json={"partitions": 2})
+
+
+def grown(world: World, role: str, answer: httpx.Response) -> None:
+    assert len(answer.json()["changes"]) == 2
+
+
 def lists_dead_letters(world: World, role: str, answer: httpx.Response) -> None:
     sources = {letter["source_agency"] for letter in answer.json()["dead_letters"]}
     if role == "admin":
@@ -284,6 +293,7 @@ SPEC: dict[tuple[str, str], Row] = {
     ("GET", "/agencies/{agency}"): Row(OWN_AGENCY, agency_path(), shows_the_agency),
     ("POST", "/agencies/{agency}/rotate"): Row(OWN_AGENCY, agency_path("/rotate"), new_credentials),
     ("DELETE", "/agencies/{agency}"): Row(ADMIN_ON_AGENCY, delete_agency, revoked),
+    ("POST", "/agencies/{agency}/partitions"): Row(ADMIN_ON_AGENCY, grow_partitions, grown),
     # -- policies --------------------------------------------------------------------
     ("GET", "/policies"): Row(ADMIN_OR_AUDITOR, at("/policies")),
     ("GET", "/policies/active"): Row(ADMIN_OR_AUDITOR, at("/policies/active")),
@@ -421,6 +431,10 @@ CASES = [
 ]
 
 AGENCY_ROUTES = [key for key in SPEC if "{agency}" in key[1]]
+AGENCY_ROUTE_BODIES: dict[tuple[str, str], Any] = {
+    ("POST", "/agencies/{agency}/partitions"): {"partitions": 2},
+}
+"""A valid body where a route needs one: an admin's answer must come from the agency check."""
 
 
 # -- the module's world --------------------------------------------------------------
@@ -558,7 +572,8 @@ def test_an_agency_gets_the_same_404_for_a_foreign_agency_as_for_one_that_does_n
     agency = world.clients["agency"]
 
     def ask(client: httpx.Client, named: str) -> tuple[int, str, dict[str, Any]]:
-        answer = client.request(method, path.replace("{agency}", named))
+        payload = AGENCY_ROUTE_BODIES.get((method, path))
+        answer = client.request(method, path.replace("{agency}", named), json=payload)
         body = answer.json()
         body["error"]["message"] = body["error"]["message"].replace(named, "<agency>")
         return answer.status_code, answer.headers["content-type"], body
