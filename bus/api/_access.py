@@ -48,7 +48,7 @@ async def authorize(
         )
     agency = request.path_params.get("agency")
     if principal.kind == "agency" and agency is not None and agency != principal.agency:
-        raise not_found(f"agency {agency!r}")
+        raise not_found("the agency")
     if principal.kind not in allowed:
         raise ApiError(
             403, "forbidden", f"role {principal.role} may not {request.method} this path"

@@ -23,12 +23,14 @@ from bus import __version__
 from bus.api._access import Bearer, allow, authorize, not_found
 from bus.api._auth import Principal, parse_role
 from bus.api._errors import ApiError, ErrorBody, RegistryErrorBody, install_api_errors
+from bus.api._http import RequestGuard
 from bus.api._metrics import BusCollector, render_metrics
 from bus.api._models import (
     ActivationOut,
     AgencyOut,
     AuditOut,
     CredentialsOut,
+    DateTime,
     DeadLetterDetail,
     DeadLetterOut,
     DeadLetterPage,
@@ -154,7 +156,7 @@ def _credentials(service: AdminService, result: ProvisionResult) -> CredentialsO
 def _known_agency(service: AdminService, agency: str) -> AgencyRecord:
     record = service.agencies.agencies.get(agency)
     if record is None:
-        raise not_found(f"agency {agency!r}")
+        raise not_found("the agency")
     return record
 
 
@@ -522,16 +524,13 @@ async def audit_report(
     principal: AdminOrAuditor,
     service: Service,
     agency: Annotated[str, Query(pattern=AGENCY_ID_PATTERN, examples=["north-river"])],
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: DateTime | None = None,
+    until: DateTime | None = None,
     report_format: Annotated[Literal["json", "csv", "html"], Query(alias="format")] = "json",
 ) -> Response:
     """Sent and received by kind and marking, withheld with reasons, redactions by field and
     action, policy versions in force, dead letters, and flows over time, for ``[since,
     until)``. Counts and metadata only: never a payload value."""
-    for bound in (since, until):
-        if bound is not None and bound.tzinfo is None:
-            raise ApiError(422, "invalid_value", "since/until need a UTC offset (…Z or +00:00)")
     events, _ = await service.scan_audit()
     try:
         report = build_report(events, agency=agency, start=since, end=until, names=service.names)
@@ -558,8 +557,8 @@ async def query_audit(
     event_type: Annotated[
         str | None, Query(alias="type", max_length=100, examples=["bulletin.decided"])
     ] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: DateTime | None = None,
+    until: DateTime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditOut:
     """Events by agency, bulletin id, type and period, newest first. An agency token
@@ -569,9 +568,6 @@ async def query_audit(
         if agency is not None and agency != own:
             return AuditOut(events=[], matched=0, scanned=0, truncated=False)
         agency = own
-    for bound in (since, until):
-        if bound is not None and bound.tzinfo is None:
-            raise ApiError(422, "invalid_value", "since/until need a UTC offset (…Z or +00:00)")
     events, truncated = await service.scan_audit()
     matched: list[dict[str, Any]] = []
     for event in reversed(events):
@@ -637,7 +633,7 @@ async def revoke_token(
 ) -> TokenOut:
     found = next((t for t in service.tokens.entries() if t.id == token_id), None)
     if found is None or not service.tokens.revoke(token_id):
-        raise not_found(f"token {token_id!r}")
+        raise not_found("the token")
     await service.record("token.revoked", principal, token_id=token_id, role=found.role)
     return TokenOut(**found.model_dump())
 
@@ -766,6 +762,7 @@ def create_app(
     app.state.metric_registries = [own, *extra_metrics]
     install_error_handlers(app)  # Confluent's bodies for the registry's own errors
     install_api_errors(app, registry_prefix=REGISTRY_PREFIX)
+    app.add_middleware(RequestGuard, routes=app.router.routes, registry_prefix=REGISTRY_PREFIX)
     for router in (agencies, policies, deadletters, audit, tokens, operations):
         app.include_router(router)
     app.include_router(

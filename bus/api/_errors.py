@@ -26,7 +26,14 @@ from bus.errors import (
     PolicyError,
 )
 
-__all__ = ["ApiError", "ErrorBody", "ErrorDetail", "RegistryErrorBody", "install_api_errors"]
+__all__ = [
+    "ApiError",
+    "ErrorBody",
+    "ErrorDetail",
+    "RegistryErrorBody",
+    "install_api_errors",
+    "refusal",
+]
 
 log = logging.getLogger("liaison.api")
 
@@ -64,6 +71,26 @@ class ApiError(Exception):
 def error_response(status: int, code: str, message: str, **headers: str) -> JSONResponse:
     body = ErrorBody(error=ErrorDetail(code=code, message=message))
     return JSONResponse(body.model_dump(), status_code=status, headers=headers or None)
+
+
+def refusal(
+    path: str,
+    registry_prefix: str,
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """An error answer in the shape of the path: Confluent's under the registry, else the
+    API's."""
+    if not path.startswith(registry_prefix):
+        return error_response(status, code, message, **(headers or {}))
+    return JSONResponse(
+        {"error_code": status, "message": message},
+        status_code=status,
+        headers=headers,
+        media_type=REGISTRY_MEDIA_TYPE,
+    )
 
 
 _HTTP_CODES = {
@@ -110,15 +137,8 @@ def install_api_errors(app: FastAPI, *, registry_prefix: str) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code, message = _HTTP_CODES.get(exc.status_code, ("http_error", "see /docs"))
-        headers = dict(exc.headers or {})  # e.g. Allow, on a 405
-        if request.url.path.startswith(registry_prefix):
-            return JSONResponse(
-                {"error_code": exc.status_code, "message": message},
-                status_code=exc.status_code,
-                headers=headers or None,
-                media_type=REGISTRY_MEDIA_TYPE,
-            )
-        return error_response(exc.status_code, code, message, **headers)
+        headers = dict(exc.headers or {})
+        return refusal(request.url.path, registry_prefix, exc.status_code, code, message, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

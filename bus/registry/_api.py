@@ -24,7 +24,12 @@ from bus.errors import (
 )
 from bus.kafka import KafkaConnection
 from bus.registry._service import DEFAULT_TOPIC, KafkaRegistryStore, SchemaRegistry
-from bus.registry._state import SUBJECT_CONFIG_NOT_FOUND
+from bus.registry._state import (
+    SCHEMA_NOT_FOUND,
+    SUBJECT_CONFIG_NOT_FOUND,
+    SUBJECT_NOT_FOUND,
+    VERSION_NOT_FOUND,
+)
 from bus.schemas._compat import CompatibilityMode
 
 __all__ = [
@@ -60,6 +65,16 @@ class ConfigRequest(BaseModel):
     compatibility: CompatibilityMode
 
 
+_NOT_FOUND = {
+    SUBJECT_NOT_FOUND: "Subject not found.",
+    VERSION_NOT_FOUND: "Version not found.",
+    SCHEMA_NOT_FOUND: "Schema not found.",
+    SUBJECT_CONFIG_NOT_FOUND: "The subject has no subject-level compatibility configured.",
+}
+"""What a 404 says, per Confluent code: never the subject, version or id asked for (an
+answer never echoes a request value); the registry's own message goes to its log."""
+
+
 def _error(status: int, code: int, message: str) -> SchemaResponse:
     return SchemaResponse({"error_code": code, "message": message}, status_code=status)
 
@@ -76,7 +91,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RegistryLookupError)
     async def _lookup(_: Request, exc: RegistryLookupError) -> SchemaResponse:
-        return _error(404, exc.error_code, str(exc))
+        return _error(404, exc.error_code, _NOT_FOUND.get(exc.error_code, "Not found."))
 
     @app.exception_handler(InvalidSchemaError)
     async def _invalid(_: Request, exc: InvalidSchemaError) -> SchemaResponse:
@@ -173,11 +188,7 @@ def registry_router(registry: SchemaRegistry) -> APIRouter:
         if mode is None and defaultToGlobal:
             mode = registry.state.global_mode
         if mode is None:
-            return _error(
-                404,
-                SUBJECT_CONFIG_NOT_FOUND,
-                f"Subject '{subject}' does not have subject-level compatibility configured",
-            )
+            return _error(404, SUBJECT_CONFIG_NOT_FOUND, _NOT_FOUND[SUBJECT_CONFIG_NOT_FOUND])
         return {"compatibilityLevel": mode.value}
 
     @router.put("/config/{subject}")
@@ -190,7 +201,7 @@ def registry_router(registry: SchemaRegistry) -> APIRouter:
         mode = registry.state.subject_modes.get(subject)
         if mode is None:
             raise RegistryLookupError(
-                f"Subject '{subject}' does not have subject-level compatibility configured",
+                "the subject has no subject-level compatibility configured",
                 error_code=SUBJECT_CONFIG_NOT_FOUND,
             )
         await registry.clear_mode(subject)
