@@ -204,7 +204,9 @@ def _read_document(path: Path) -> dict[str, Any]:
 def serve_api(host: str, port: int, app: Any) -> None:
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
+    from bus.serving import http_options
+
+    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False, **http_options())
 
 
 @api_app.command("serve")

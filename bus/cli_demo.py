@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import uvicorn
 from rich.console import Console
 
 from bus.api import ApiSettings, create_app
@@ -31,7 +30,7 @@ from bus.demo import (
 from bus.edge import EdgeConfig, EdgeRouter
 from bus.errors import LiaisonError
 from bus.kafka import KafkaConnection
-from bus.serving import EmbeddedServer
+from bus.serving import EmbeddedServer, http_config
 
 __all__ = ["demo_app"]
 
@@ -147,7 +146,7 @@ async def _run_all(
         extra_metrics=[router.metrics.registry],
         signer=load_signer(paths.audit_key),
     )
-    server = EmbeddedServer(uvicorn.Config(app, host=host, port=api_port, log_level="warning"))
+    server = EmbeddedServer(http_config(app, host=host, port=api_port, log_level="warning"))
     tasks.append(asyncio.create_task(server.serve(), name="admin api"))
     try:
         await server.ready.wait()

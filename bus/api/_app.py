@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from importlib.resources import files
@@ -20,15 +20,17 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CollectorRegistry
 
 from bus import __version__
-from bus.api._access import Bearer, allow, authorize, not_found
+from bus.api._access import Basic, Bearer, RoleKind, allow, authorize, not_found
 from bus.api._auth import Principal, parse_role
 from bus.api._errors import ApiError, ErrorBody, RegistryErrorBody, install_api_errors
+from bus.api._http import RequestGuard
 from bus.api._metrics import BusCollector, render_metrics
 from bus.api._models import (
     ActivationOut,
     AgencyOut,
     AuditOut,
     CredentialsOut,
+    DateTime,
     DeadLetterDetail,
     DeadLetterOut,
     DeadLetterPage,
@@ -102,24 +104,25 @@ def _api_error_json(text: str) -> dict[str, Any]:
 
 
 # The registry answers in Confluent's shape and media type (RegistryErrorBody, declared
-# under the routes' own media type); authentication and the broker's failures are the
-# API's own ErrorBody, as JSON.
+# under the routes' own media type); the broker's failures are the API's own ErrorBody.
 _REGISTRY_ERRORS: dict[int | str, dict[str, Any]] = {
     **{
         status: {"model": RegistryErrorBody, "description": text}
         for status, text in {
             400: "The body is not UTF-8 JSON.",
+            401: "No credentials, or unknown ones (40101); `WWW-Authenticate` offers Basic "
+            "and Bearer.",
+            403: "The token's role may not change schemas (40301).",
             404: "No such subject (40401), version (40402), schema (40403) or subject "
             "setting (40408).",
             409: "Registering: the schema is incompatible under the subject's mode.",
             422: "The request or the schema is invalid (42201, 42202, 42203).",
         }.items()
     },
-    401: _api_error_json("No token, or an unknown one."),
-    403: _api_error_json("The token's role may not change schemas."),
     502: _api_error_json("The Kafka broker refused the operation (`broker_error`)."),
     503: _api_error_json("The Kafka broker is unreachable (`broker_unavailable`)."),
 }
+
 
 AgencyId = Annotated[str, Path(pattern=AGENCY_ID_PATTERN, examples=["north-river"])]
 Version = Annotated[int, Path(ge=1, le=2**31, examples=[1])]
@@ -156,7 +159,7 @@ def _credentials(service: AdminService, result: ProvisionResult) -> CredentialsO
 def _known_agency(service: AdminService, agency: str) -> AgencyRecord:
     record = service.agencies.agencies.get(agency)
     if record is None:
-        raise not_found(f"agency {agency!r}")
+        raise not_found("the agency")
     return record
 
 
@@ -545,16 +548,13 @@ async def audit_report(
     principal: AdminOrAuditor,
     service: Service,
     agency: Annotated[str, Query(pattern=AGENCY_ID_PATTERN, examples=["north-river"])],
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: DateTime | None = None,
+    until: DateTime | None = None,
     report_format: Annotated[Literal["json", "csv", "html"], Query(alias="format")] = "json",
 ) -> Response:
     """Sent and received by kind and marking, withheld with reasons, redactions by field and
     action, policy versions in force, dead letters, and flows over time, for ``[since,
     until)``. Counts and metadata only: never a payload value."""
-    for bound in (since, until):
-        if bound is not None and bound.tzinfo is None:
-            raise ApiError(422, "invalid_value", "since/until need a UTC offset (…Z or +00:00)")
     events, _ = await service.scan_audit()
     try:
         report = build_report(events, agency=agency, start=since, end=until, names=service.names)
@@ -581,8 +581,8 @@ async def query_audit(
     event_type: Annotated[
         str | None, Query(alias="type", max_length=100, examples=["bulletin.decided"])
     ] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: DateTime | None = None,
+    until: DateTime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditOut:
     """Events by agency, bulletin id, type and period, newest first. An agency token
@@ -592,9 +592,6 @@ async def query_audit(
         if agency is not None and agency != own:
             return AuditOut(events=[], matched=0, scanned=0, truncated=False)
         agency = own
-    for bound in (since, until):
-        if bound is not None and bound.tzinfo is None:
-            raise ApiError(422, "invalid_value", "since/until need a UTC offset (…Z or +00:00)")
     events, truncated = await service.scan_audit()
     matched: list[dict[str, Any]] = []
     for event in reversed(events):
@@ -660,7 +657,7 @@ async def revoke_token(
 ) -> TokenOut:
     found = next((t for t in service.tokens.entries() if t.id == token_id), None)
     if found is None or not service.tokens.revoke(token_id):
-        raise not_found(f"token {token_id!r}")
+        raise not_found("the token")
     await service.record("token.revoked", principal, token_id=token_id, role=found.role)
     return TokenOut(**found.model_dump())
 
@@ -738,11 +735,22 @@ async def dashboard_summary(principal: AdminOrAuditor, service: Service) -> Summ
 # -- the schema registry (Confluent paths under /registry) ----------------------------
 
 
-async def _registry_access(request: Request, credentials: Bearer) -> Principal:
-    """Anyone with a token may read schemas (they are public); only an admin changes them."""
-    reading = request.method in ("GET", "HEAD")
-    kinds = frozenset(("admin", "auditor", "agency") if reading else ("admin",))
-    return await authorize(request, credentials, kinds)
+def _registry_access(*roles: RoleKind) -> Callable[..., Awaitable[Principal]]:
+    """Bearer or HTTP Basic (the token's id and secret), for ``roles``."""
+    allowed = frozenset(roles)
+
+    async def check(request: Request, credentials: Bearer, basic: Basic) -> Principal:
+        return await authorize(request, credentials, allowed, basic_credentials=basic)
+
+    check.__name__ = f"registry_{'_'.join(sorted(allowed))}"
+    return check
+
+
+# Anyone with a token may use what stores nothing: reads, the lookup of a schema under a
+# subject and the compatibility check (a serializer that does not register needs them);
+# only an admin changes schemas and modes.
+_REGISTRY_READ = Depends(_registry_access("admin", "auditor", "agency"))
+_REGISTRY_WRITE = Depends(_registry_access("admin"))
 
 
 def create_app(
@@ -789,12 +797,12 @@ def create_app(
     app.state.metric_registries = [own, *extra_metrics]
     install_error_handlers(app)  # Confluent's bodies for the registry's own errors
     install_api_errors(app, registry_prefix=REGISTRY_PREFIX)
+    app.add_middleware(RequestGuard, routes=app.router.routes, registry_prefix=REGISTRY_PREFIX)
     for router in (agencies, policies, deadletters, audit, tokens, operations):
         app.include_router(router)
     app.include_router(
-        registry_router(service.registry),
+        registry_router(service.registry, read=[_REGISTRY_READ], write=[_REGISTRY_WRITE]),
         prefix=REGISTRY_PREFIX,
-        dependencies=[Depends(_registry_access)],
         responses=_REGISTRY_ERRORS,
     )
     return app

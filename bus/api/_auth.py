@@ -34,6 +34,8 @@ from bus.errors import ConfigError
 __all__ = ["Principal", "Role", "TokenInfo", "TokenStore", "parse_role"]
 
 _TOKEN = re.compile(r"lsn_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
+_TOKEN_ID = re.compile(r"[0-9a-f]{12}")
+_SECRET = re.compile(r"[A-Za-z0-9_-]{43}")
 _ROLE = re.compile(rf"admin|auditor|agency:{AGENCY_ID_PATTERN.strip('^$')}")
 
 Role = str
@@ -182,6 +184,12 @@ class TokenStore:
             if gone:
                 self._save(tokens)
             return gone
+
+    def authenticate_basic(self, user: str, password: str) -> Principal | None:
+        """The principal of HTTP Basic credentials: the token's id and its secret."""
+        if not (_TOKEN_ID.fullmatch(user) and _SECRET.fullmatch(password)):
+            return None
+        return self.authenticate(f"lsn_{user}_{password}")
 
     def authenticate(self, token: str) -> Principal | None:
         """The principal of a valid token, else ``None`` (constant time per candidate)."""

@@ -26,7 +26,15 @@ from bus.errors import (
     PolicyError,
 )
 
-__all__ = ["ApiError", "ErrorBody", "ErrorDetail", "RegistryErrorBody", "install_api_errors"]
+__all__ = [
+    "REGISTRY_CHALLENGES",
+    "ApiError",
+    "ErrorBody",
+    "ErrorDetail",
+    "RegistryErrorBody",
+    "install_api_errors",
+    "refusal",
+]
 
 log = logging.getLogger("liaison.api")
 
@@ -43,14 +51,24 @@ class ErrorBody(BaseModel):
 
 
 class RegistryErrorBody(BaseModel):
-    """Every error answer under the registry's paths, in Confluent's shape (except 401
-    and 403, which are the API's :class:`ErrorBody`)."""
+    """Every error answer under the registry's paths, in Confluent's shape."""
 
     error_code: int
     message: str
 
 
 REGISTRY_MEDIA_TYPE = "application/vnd.schemaregistry.v1+json"
+
+REGISTRY_CHALLENGES = ('Basic realm="liaison registry", charset="UTF-8"', 'Bearer realm="liaison"')
+"""The registry's 401 challenges (RFC 9110 11.6.1, RFC 7617, RFC 6750), one field each."""
+
+_REGISTRY_CODES = {401: 40101, 403: 40301}
+"""Confluent's error codes for statuses whose code is not the status itself."""
+
+_REGISTRY_MESSAGES = {
+    401: "send HTTP Basic credentials (the token's id as the user, its secret as the "
+    "password) or 'Authorization: Bearer <token>' with a valid token",
+}
 
 
 class ApiError(Exception):
@@ -64,6 +82,34 @@ class ApiError(Exception):
 def error_response(status: int, code: str, message: str, **headers: str) -> JSONResponse:
     body = ErrorBody(error=ErrorDetail(code=code, message=message))
     return JSONResponse(body.model_dump(), status_code=status, headers=headers or None)
+
+
+def refusal(
+    path: str,
+    registry_prefix: str,
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """An error answer in the shape of the path: Confluent's under the registry (a 401
+    there carries both challenges), else the API's."""
+    if not path.startswith(registry_prefix):
+        extra = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+        return error_response(status, code, message, **(headers or {}), **extra)
+    response = JSONResponse(
+        {
+            "error_code": _REGISTRY_CODES.get(status, status),
+            "message": _REGISTRY_MESSAGES.get(status, message),
+        },
+        status_code=status,
+        headers=headers,
+        media_type=REGISTRY_MEDIA_TYPE,
+    )
+    if status == 401:
+        for challenge in REGISTRY_CHALLENGES:
+            response.headers.append("WWW-Authenticate", challenge)
+    return response
 
 
 _HTTP_CODES = {
@@ -103,22 +149,14 @@ def install_api_errors(app: FastAPI, *, registry_prefix: str) -> None:
     """Translate every failure into the error body; registry paths keep Confluent's."""
 
     @app.exception_handler(ApiError)
-    async def _api(_: Request, exc: ApiError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
-        return error_response(exc.status, exc.code, exc.message, **headers)
+    async def _api(request: Request, exc: ApiError) -> JSONResponse:
+        return refusal(request.url.path, registry_prefix, exc.status, exc.code, exc.message)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code, message = _HTTP_CODES.get(exc.status_code, ("http_error", "see /docs"))
-        headers = dict(exc.headers or {})  # e.g. Allow, on a 405
-        if request.url.path.startswith(registry_prefix):
-            return JSONResponse(
-                {"error_code": exc.status_code, "message": message},
-                status_code=exc.status_code,
-                headers=headers or None,
-                media_type=REGISTRY_MEDIA_TYPE,
-            )
-        return error_response(exc.status_code, code, message, **headers)
+        headers = {k: v for k, v in (exc.headers or {}).items() if k.lower() != "www-authenticate"}
+        return refusal(request.url.path, registry_prefix, exc.status_code, code, message, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -2,19 +2,40 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from bus.bulletin import AGENCY_ID_PATTERN
 from bus.provision import MAX_PARTITIONS
+
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def _rfc3339(value: object) -> object:
+    """Only RFC 3339 date-times (5.6) with their offset: no number (Unix time), no date
+    alone, no local time. The message never repeats the value."""
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise ValueError(
+            "must be an RFC 3339 date-time with an offset, such as 2026-01-31T08:00:00Z "
+            "(write a + offset as %2B in a query)"
+        )
+    return value
+
+
+DateTime = Annotated[datetime, BeforeValidator(_rfc3339)]
+"""A date-time as OpenAPI's ``format: date-time`` means it: RFC 3339, offset included."""
 
 __all__ = [
     "ActivationOut",
     "AgencyOut",
     "AuditOut",
     "CredentialsOut",
+    "DateTime",
     "DeadLetterDetail",
     "DeadLetterOut",
     "DeadLetterPage",

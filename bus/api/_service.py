@@ -415,7 +415,7 @@ class AdminService:
 
     async def revoke(self, agency: str, actor: Principal) -> tuple[ProvisionResult, list[str]]:
         if agency not in self.agencies.agencies:
-            raise NotFoundError(f"agency {agency!r} is not provisioned")
+            raise NotFoundError("the agency is not provisioned; list agencies to see which are")
         result = await self.provisioner.revoke(agency)
         await self._followers["agencies"].sync()
         tokens = await asyncio.to_thread(self.tokens.revoke_role, f"agency:{agency}")
@@ -448,11 +448,11 @@ class AdminService:
     def _require_active(self, agency: str) -> None:
         record = self.agencies.agencies.get(agency)
         if record is None:
-            raise NotFoundError(f"agency {agency!r} is not provisioned")
+            raise NotFoundError("the agency is not provisioned; list agencies to see which are")
         if record.state != "active":
             raise ConflictError(
                 "agency_revoked",
-                f"agency {agency!r} is revoked; provision it again to give it credentials",
+                "the agency is revoked; provision it again to give it credentials",
             )
 
     # -- policies --------------------------------------------------------------------
@@ -467,7 +467,7 @@ class AdminService:
         stored = self.policies.versions.get(version)
         if stored is None:
             known = ", ".join(str(v) for v in sorted(self.policies.versions)) or "none"
-            raise NotFoundError(f"policy version {version} is not stored (stored: {known})")
+            raise NotFoundError(f"the policy version is not stored (stored: {known})")
         return stored
 
     async def put_policy(
@@ -488,7 +488,7 @@ class AdminService:
                     return existing, False
                 raise ConflictError(
                     "version_exists",
-                    f"policy version {version} is already stored with other content; "
+                    "the policy version is already stored with other content; "
                     "versions are immutable: put it as a new version",
                 )
             stored = PolicyVersion(
@@ -551,7 +551,7 @@ class AdminService:
     async def dead_letter(self, letter_id: str) -> Record:
         info = self.deadletters.letters.get(letter_id)
         if info is None:
-            raise NotFoundError(f"dead letter {letter_id!r} does not exist")
+            raise NotFoundError("the dead letter does not exist; list dead letters to see which do")
         return await read_one(self.connection, self.names.deadletter, info.partition, info.offset)
 
     async def replay(

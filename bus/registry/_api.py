@@ -8,7 +8,7 @@ content type and error bodies ``{"error_code": 40401, "message": "..."}``.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -24,7 +24,12 @@ from bus.errors import (
 )
 from bus.kafka import KafkaConnection
 from bus.registry._service import DEFAULT_TOPIC, KafkaRegistryStore, SchemaRegistry
-from bus.registry._state import SUBJECT_CONFIG_NOT_FOUND
+from bus.registry._state import (
+    SCHEMA_NOT_FOUND,
+    SUBJECT_CONFIG_NOT_FOUND,
+    SUBJECT_NOT_FOUND,
+    VERSION_NOT_FOUND,
+)
 from bus.schemas._compat import CompatibilityMode
 
 __all__ = [
@@ -60,6 +65,16 @@ class ConfigRequest(BaseModel):
     compatibility: CompatibilityMode
 
 
+_NOT_FOUND = {
+    SUBJECT_NOT_FOUND: "Subject not found.",
+    VERSION_NOT_FOUND: "Version not found.",
+    SCHEMA_NOT_FOUND: "Schema not found.",
+    SUBJECT_CONFIG_NOT_FOUND: "The subject has no subject-level compatibility configured.",
+}
+"""What a 404 says, per Confluent code: never the subject, version or id asked for (an
+answer never echoes a request value); the registry's own message goes to its log."""
+
+
 def _error(status: int, code: int, message: str) -> SchemaResponse:
     return SchemaResponse({"error_code": code, "message": message}, status_code=status)
 
@@ -76,7 +91,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RegistryLookupError)
     async def _lookup(_: Request, exc: RegistryLookupError) -> SchemaResponse:
-        return _error(404, exc.error_code, str(exc))
+        return _error(404, exc.error_code, _NOT_FOUND.get(exc.error_code, "Not found."))
 
     @app.exception_handler(InvalidSchemaError)
     async def _invalid(_: Request, exc: InvalidSchemaError) -> SchemaResponse:
@@ -94,28 +109,35 @@ def install_error_handlers(app: FastAPI) -> None:
         return _error(422, code, f"invalid request: {fields}")
 
 
-def registry_router(registry: SchemaRegistry) -> APIRouter:
-    """Routes for subjects, schemas, compatibility and config."""
-    router = APIRouter(default_response_class=SchemaResponse, tags=["schema registry"])
+def registry_router(
+    registry: SchemaRegistry, *, read: Sequence[Any] = (), write: Sequence[Any] = ()
+) -> APIRouter:
+    """Routes for subjects, schemas, compatibility and config.
 
-    @router.get("/subjects")
+    ``read`` are the dependencies (``Depends(...)``) of every route that stores nothing
+    (the GETs, the lookup of a schema under a subject, the compatibility check), ``write``
+    those of the routes that change the registry."""
+    router = APIRouter(default_response_class=SchemaResponse, tags=["schema registry"])
+    reads, writes = list(read), list(write)
+
+    @router.get("/subjects", dependencies=reads)
     async def list_subjects() -> list[str]:
         return sorted(registry.state.subjects)
 
-    @router.get("/subjects/{subject}/versions")
+    @router.get("/subjects/{subject}/versions", dependencies=reads)
     async def list_versions(subject: str) -> list[int]:
         return [v.version for v in registry.state.versions(subject)]
 
-    @router.get("/subjects/{subject}/versions/{version}")
+    @router.get("/subjects/{subject}/versions/{version}", dependencies=reads)
     async def get_version(subject: str, version: str) -> dict[str, Any]:
         v = registry.state.version(subject, version)
         return {"subject": v.subject, "id": v.schema_id, "version": v.version, "schema": v.schema}
 
-    @router.get("/subjects/{subject}/versions/{version}/schema")
+    @router.get("/subjects/{subject}/versions/{version}/schema", dependencies=reads)
     async def get_version_schema(subject: str, version: str) -> Any:
         return json.loads(registry.state.version(subject, version).schema)
 
-    @router.post("/subjects/{subject}/versions")
+    @router.post("/subjects/{subject}/versions", dependencies=writes)
     async def register(
         subject: str, request: Annotated[SchemaRequest, Body()], normalize: bool = False
     ) -> dict[str, int]:
@@ -123,7 +145,7 @@ def registry_router(registry: SchemaRegistry) -> APIRouter:
         v = await registry.register(subject, request.schema_text)
         return {"id": v.schema_id}
 
-    @router.post("/subjects/{subject}")
+    @router.post("/subjects/{subject}", dependencies=reads)
     async def lookup(
         subject: str, request: Annotated[SchemaRequest, Body()], normalize: bool = False
     ) -> dict[str, Any]:
@@ -131,17 +153,17 @@ def registry_router(registry: SchemaRegistry) -> APIRouter:
         v = registry.state.lookup(subject, request.schema_text)
         return {"subject": v.subject, "id": v.schema_id, "version": v.version, "schema": v.schema}
 
-    @router.get("/schemas/ids/{schema_id}")
+    @router.get("/schemas/ids/{schema_id}", dependencies=reads)
     async def get_schema(
         schema_id: int, subject: Annotated[str | None, Query()] = None
     ) -> dict[str, Any]:
         return {"schema": registry.state.schema_text(schema_id)}
 
-    @router.get("/schemas/ids/{schema_id}/schema")
+    @router.get("/schemas/ids/{schema_id}/schema", dependencies=reads)
     async def get_raw_schema(schema_id: int) -> Any:
         return json.loads(registry.state.schema_text(schema_id))
 
-    @router.post("/compatibility/subjects/{subject}/versions/{version}")
+    @router.post("/compatibility/subjects/{subject}/versions/{version}", dependencies=reads)
     async def compatibility(
         subject: str,
         version: str,
@@ -155,16 +177,16 @@ def registry_router(registry: SchemaRegistry) -> APIRouter:
             answer["messages"] = problems
         return answer
 
-    @router.get("/config")
+    @router.get("/config", dependencies=reads)
     async def get_global_config() -> dict[str, str]:
         return {"compatibilityLevel": registry.state.global_mode.value}
 
-    @router.put("/config")
+    @router.put("/config", dependencies=writes)
     async def put_global_config(request: ConfigRequest) -> dict[str, str]:
         await registry.set_mode(None, request.compatibility)
         return {"compatibility": request.compatibility.value}
 
-    @router.get("/config/{subject}", response_model=None)
+    @router.get("/config/{subject}", response_model=None, dependencies=reads)
     async def get_subject_config(
         subject: str,
         defaultToGlobal: bool = False,  # noqa: N803 - Confluent's parameter
@@ -173,24 +195,20 @@ def registry_router(registry: SchemaRegistry) -> APIRouter:
         if mode is None and defaultToGlobal:
             mode = registry.state.global_mode
         if mode is None:
-            return _error(
-                404,
-                SUBJECT_CONFIG_NOT_FOUND,
-                f"Subject '{subject}' does not have subject-level compatibility configured",
-            )
+            return _error(404, SUBJECT_CONFIG_NOT_FOUND, _NOT_FOUND[SUBJECT_CONFIG_NOT_FOUND])
         return {"compatibilityLevel": mode.value}
 
-    @router.put("/config/{subject}")
+    @router.put("/config/{subject}", dependencies=writes)
     async def put_subject_config(subject: str, request: ConfigRequest) -> dict[str, str]:
         await registry.set_mode(subject, request.compatibility)
         return {"compatibility": request.compatibility.value}
 
-    @router.delete("/config/{subject}")
+    @router.delete("/config/{subject}", dependencies=writes)
     async def delete_subject_config(subject: str) -> dict[str, str]:
         mode = registry.state.subject_modes.get(subject)
         if mode is None:
             raise RegistryLookupError(
-                f"Subject '{subject}' does not have subject-level compatibility configured",
+                "the subject has no subject-level compatibility configured",
                 error_code=SUBJECT_CONFIG_NOT_FOUND,
             )
         await registry.clear_mode(subject)

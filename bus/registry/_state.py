@@ -236,8 +236,8 @@ class RegistryState:
         problems = self.compatibility_problems(subject, schema)
         if problems:
             raise IncompatibleSchemaError(
-                f"Schema being registered is incompatible with an earlier schema for subject "
-                f"'{subject}' under {self.mode_for(subject).value}: " + "; ".join(problems)
+                "Schema being registered is incompatible with an earlier schema for the "
+                f"subject under {self.mode_for(subject).value}: " + "; ".join(problems)
             )
         schema_id = self.ids.get(identity, max(self.texts, default=0) + 1)
         latest = self.subjects.get(subject, [])

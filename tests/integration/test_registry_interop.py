@@ -1,12 +1,15 @@
 """Third-party Kafka tooling works with our registry and our wire format, on the real broker.
 
 confluent-kafka's ``SchemaRegistryClient``, ``AvroSerializer`` and ``AvroDeserializer``
-talk to our registry served by uvicorn; records cross a real topic both ways.
+talk to our registry served by uvicorn; records cross a real topic both ways. The admin
+API's registry is reached as Confluent clients configure it: HTTP Basic
+(``basic.auth.user.info``) under any role, a serializer that does not register.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import socket
 import subprocess
@@ -19,17 +22,24 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from confluent_kafka.schema_registry import SchemaRegistryClient, record_subject_name_strategy
+from confluent_kafka.schema_registry import (
+    Schema,
+    SchemaRegistryClient,
+    SchemaRegistryError,
+    record_subject_name_strategy,
+)
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from bus.bulletin import BulletinGenerator, BulletinSchema
 from bus.codec import WireCodec
-from bus.kafka import Consumer, KafkaConnection, Producer
+from bus.kafka import Consumer, KafkaConnection, Producer, Record
 from bus.registry import KafkaRegistryStore, SchemaRegistry, create_kafka_registry_app
+from bus.sandbox import Bus, build_bus, read_until, running_edge, teardown_bus
 from bus.schemas import BULLETIN, SchemaCatalog, canonical_json
 from tests.conftest import TopicFactory
 from tests.support import read_count
+from tests.support.api import ApiHarness, provision_admin_service, running_api
 
 pytestmark = pytest.mark.integration
 
@@ -202,3 +212,135 @@ def test_cli_registers_the_released_schemas_idempotently(
     assert "liaison.bulletin.View release v1: subject version 1, id 2" in first.stdout
     assert first.stdout == second.stdout
     assert admin_connection.password.get_secret_value() not in first.stdout + first.stderr
+
+
+# -- the admin API's registry, as Confluent clients reach it: HTTP Basic, any role --------
+
+
+@pytest.fixture(scope="module")
+def api(
+    admin_connection: KafkaConnection, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ApiHarness]:
+    """The admin API over a bus of its own (agencies a, b, c), with a token per role."""
+    bus = asyncio.run(build_bus(admin_connection))
+    try:
+        service = asyncio.run(provision_admin_service(bus))
+        with running_api(bus, service, tmp_path_factory.mktemp("api")) as harness:
+            yield harness
+    finally:
+        teardown_bus(bus)
+
+
+def _basic(api: ApiHarness, role: str) -> dict[str, str]:
+    """A Confluent client's configuration for the API's registry as ``role``: the token's
+    id and secret as ``basic.auth.user.info``."""
+    token_id, secret = api.tokens[role].removeprefix("lsn_").split("_", 1)
+    return {
+        "url": f"{api.url}/registry",
+        "basic.auth.user.info": f"{token_id}:{secret}",
+    }
+
+
+def test_an_agency_publishes_with_confluents_serializer_over_basic_auth_without_registering(
+    api: ApiHarness,
+) -> None:
+    """A stock AvroSerializer, as agency a with ``auto.register.schemas`` off, frames a
+    bulletin the router accepts; agency b reads its view with a stock AvroDeserializer."""
+    bus = api.bus
+    bulletin = bus.generator("a", seed=5).bulletin("situation_report")
+    framed: dict[str, bytes] = {}
+    for mode, latest in (("use.latest.version", True), ("lookup", False)):
+        with SchemaRegistryClient(_basic(api, "a")) as client:
+            serializer = AvroSerializer(
+                client,
+                canonical_json(bus.schema.composed),
+                conf={
+                    "auto.register.schemas": False,
+                    "use.latest.version": latest,
+                    "subject.name.strategy": record_subject_name_strategy,
+                },
+            )
+            context = SerializationContext(bus.names.inbound(bus.agency("a")), MessageField.VALUE)
+            out = serializer(bus.schema.to_avro(bulletin), context)
+        assert out is not None
+        framed[mode] = out
+    assert framed["lookup"] == framed["use.latest.version"]
+    assert int.from_bytes(framed["lookup"][1:5], "big") == bus.bulletin_schema_id
+
+    async def route() -> list[Record]:
+        await bus.publish_policy(bus.policy([share_all(bus, "a", "b")]))
+        async with running_edge(bus) as router:
+            await router.wait_for_policy(1)
+            await bus.send_raw("a", framed["lookup"], key=bulletin.bulletin_id.encode())
+            agency = bus.agency("b")
+            async with Consumer(bus.agencies[agency], bus.names.outbound(agency)) as consumer:
+                return await read_until(consumer, lambda records: len(records) >= 1)
+
+    (view,) = asyncio.run(route())
+    with SchemaRegistryClient(_basic(api, "b")) as client:
+        decoded = AvroDeserializer(client)(
+            view.value,
+            SerializationContext(bus.names.outbound(bus.agency("b")), MessageField.VALUE),
+        )
+    assert isinstance(decoded, dict)
+    assert decoded["recipient"] == bus.agency("b")
+    assert decoded["bulletin"]["bulletin_id"] == bulletin.bulletin_id
+
+
+def share_all(bus: Bus, source: str, recipient: str) -> dict[str, Any]:
+    return {
+        "id": f"{source}-to-{recipient}",
+        "source": {"agencies": [bus.agency(source)]},
+        "recipients": {"agencies": [bus.agency(recipient)]},
+        "kinds": ["*"],
+        "max_marking": "RED",
+    }
+
+
+@pytest.mark.parametrize("role", ["auditor", "a"])
+def test_every_role_may_look_up_and_check_compatibility_but_not_register(
+    api: ApiHarness, role: str
+) -> None:
+    text = canonical_json(api.bus.schema.composed)
+    with SchemaRegistryClient(_basic(api, role)) as client:
+        found = client.lookup_schema(BULLETIN, Schema(text, "AVRO"))
+        assert found.schema_id == api.bus.bulletin_schema_id
+        assert client.test_compatibility(BULLETIN, Schema(text, "AVRO")) is True
+        with pytest.raises(SchemaRegistryError) as refused:
+            client.register_schema("a-new-subject", Schema(text, "AVRO"))
+    assert (refused.value.http_status_code, refused.value.error_code) == (403, 40301)
+
+
+def test_bad_basic_credentials_get_confluents_401_with_both_challenges_and_no_echo(
+    api: ApiHarness,
+) -> None:
+    token_id = api.tokens["a"].removeprefix("lsn_").split("_", 1)[0]
+    wrong = f"{token_id}:{'Zq' * 21}Q"  # the right id, a well-formed but wrong secret
+    client = SchemaRegistryClient({**_basic(api, "a"), "basic.auth.user.info": wrong})
+    with client, pytest.raises(SchemaRegistryError) as refused:
+        client.get_subjects()
+    assert (refused.value.http_status_code, refused.value.error_code) == (401, 40101)
+
+    for credentials in (wrong, "not-a-token:zqsecret", "zqnocolon"):
+        encoded = base64.b64encode(credentials.encode()).decode()
+        answer = httpx.get(
+            f"{api.url}/registry/subjects",
+            headers={"Authorization": f"Basic {encoded}"},
+            timeout=10,
+        )
+        assert answer.status_code == 401
+        assert answer.headers["content-type"] == "application/vnd.schemaregistry.v1+json"
+        assert answer.json()["error_code"] == 40101
+        assert answer.headers.get_list("www-authenticate") == [
+            'Basic realm="liaison registry", charset="UTF-8"',
+            'Bearer realm="liaison"',
+        ]
+        said = (answer.text + str(answer.headers)).lower()
+        assert "zq" not in said
+        assert encoded.lower() not in said
+
+    # Basic is for the registry only: the rest of the API takes bearer tokens
+    user, password = _basic(api, "admin")["basic.auth.user.info"].split(":")
+    elsewhere = httpx.get(f"{api.url}/agencies", auth=(user, password), timeout=10)
+    assert elsewhere.status_code == 401
+    assert elsewhere.headers["www-authenticate"] == "Bearer"

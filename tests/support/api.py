@@ -25,6 +25,7 @@ from bus.api import ApiSettings, TokenStore, create_app
 from bus.kafka import KafkaConnection, wait_until_authenticates
 from bus.provision import Provisioner, admin_service_acls
 from bus.sandbox import Bus
+from bus.serving import http_config
 
 __all__ = [
     "ApiHarness",
@@ -70,7 +71,7 @@ class ServerThread:
 
     def __init__(self, app: Any) -> None:
         self.server = _Server(
-            uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+            http_config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
         )
         self._thread = threading.Thread(target=self._run, name="admin-api", daemon=True)
         self._failure: BaseException | None = None

@@ -17,6 +17,7 @@ import uvicorn
 from bus.api import ApiSettings, create_app
 from bus.audit import Signer
 from bus.kafka import KafkaConnection
+from bus.serving import http_config
 
 
 class _AnnouncingServer(uvicorn.Server):
@@ -35,7 +36,7 @@ def main() -> None:
         ApiSettings.model_validate(spec["settings"]),
         signer=Signer(bytes.fromhex(spec["audit_key"])),
     )
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    config = http_config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
     _AnnouncingServer(config).run()
 
 
