@@ -9,6 +9,9 @@
   ``Content-Length`` claims more, before any of the body is read; a chunked body is read
   up to the limit and refused as soon as it goes beyond. The answer closes the
   connection (the server's lingering close lets the client read it, see bus.serving).
+* **HEAD** (RFC 9110 9.3.2: a general-purpose server MUST support GET and HEAD): wherever
+  GET is allowed, HEAD is too, and answers what GET would (status and header fields) with
+  no content. ``Allow`` names HEAD beside GET.
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         allowed = self._allowed(scope)
+        if scope["method"] == "HEAD" and allowed is not None and "GET" in allowed:
+            await self._head(scope, receive, send)
+            return
         if allowed is not None and scope["method"] not in allowed:
             answer = refusal(
                 scope["path"],
@@ -96,7 +102,35 @@ class RequestGuard:
         if not matched:
             return None
         fewest = min(params for params, _ in matched)
-        return {method for params, methods in matched if params == fewest for method in methods}
+        allowed = {m for params, methods in matched if params == fewest for m in methods}
+        if "GET" in allowed:
+            allowed.add("HEAD")
+        return allowed
+
+    async def _head(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the request as GET and send its status and header fields, not its content
+        (the Content-Length GET would have is kept, as RFC 9110 9.3.2 allows)."""
+        done = False
+
+        async def head_send(message: Message) -> None:
+            nonlocal done
+            if done:
+                raise _HeadAnsweredError
+            if message["type"] == "http.response.start":
+                await send(message)
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                done = True
+            else:
+                await send(message)
+
+        try:
+            await self.app({**scope, "method": "GET"}, receive, head_send)
+        except _HeadAnsweredError:
+            pass
+        except BaseExceptionGroup as group:  # a streaming answer's task group wraps it
+            _, rest = group.split(_HeadAnsweredError)
+            if rest is not None:
+                raise rest from None
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         answer = refusal(
@@ -108,6 +142,10 @@ class RequestGuard:
             {"Connection": "close"},
         )
         await answer(scope, receive, send)
+
+
+class _HeadAnsweredError(Exception):
+    """Raised into the app when it sends content after a HEAD's answer went out."""
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -63,6 +63,8 @@ def test_every_route_answers_405_with_its_exact_allow_header_to_the_methods_it_d
     with module_api.client() as admin:
         for template, operations in document["paths"].items():
             allowed = {method.upper() for method in operations}
+            if "GET" in allowed:
+                allowed.add("HEAD")  # RFC 9110 9.3.2: a server supports HEAD with GET
             path = concrete(template, VALID)
             for method in METHODS:
                 if method in allowed:
@@ -88,10 +90,24 @@ def test_a_405_on_a_registry_path_is_in_confluents_shape_and_elsewhere_in_the_ap
 
     assert registry.status_code == 405
     assert registry.json()["error_code"] == 405
-    assert registry.headers["allow"] == "GET, PUT"
+    assert registry.headers["allow"] == "GET, HEAD, PUT"
     assert policies.status_code == 405
     assert policies.json()["error"]["code"] == "method_not_allowed"
     assert policies.headers["allow"] == "POST"
+
+
+def test_head_answers_what_get_would_without_content(module_api: ApiHarness) -> None:
+    with module_api.client() as admin:
+        for path in ("/agencies", "/policies/active", "/registry/subjects", "/openapi.json"):
+            get = admin.get(path)
+            head = admin.head(path)
+            assert (path, head.status_code) == (path, get.status_code)
+            assert head.content == b""
+            assert head.headers.get("content-type") == get.headers.get("content-type")
+            assert head.headers.get("content-length") == get.headers.get("content-length")
+        missing = admin.head("/agencies/no-such-agency")
+    assert missing.status_code == 404
+    assert missing.content == b""
 
 
 # -- no echo -------------------------------------------------------------------------
