@@ -520,8 +520,9 @@ audit = APIRouter(prefix="/audit", tags=["audit"], responses=_ERRORS)
 @audit.get("/keys", summary="The audit log's signing keys")
 async def audit_keys(principal: Anyone, service: Service) -> list[dict[str, Any]]:
     """Every Ed25519 public key published in the log (``audit.key`` events, oldest first):
-    what ``liaison audit verify`` checks checkpoint signatures with. Compare the key id with
-    the one you were given out of band before you trust it."""
+    with its fingerprint (the SHA-256 of the raw key). Listed here to name them, not to trust
+    them: ``liaison audit verify`` trusts only a key, key file or fingerprint you received out
+    of band; compare the whole fingerprint before you pin one."""
     return list(service.audit.keys.values())
 
 

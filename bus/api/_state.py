@@ -6,6 +6,7 @@ broker; :class:`bus.api._follow.TopicFollower` feeds it from the real topic.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections import Counter, deque
@@ -15,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from bus.audit._keys import fingerprint_of
 from bus.kafka import Record
 from bus.provision import AgencyRecord
 from bus.topics import TopicNames
@@ -234,6 +236,7 @@ class AuditLedger:
                 {
                     "key_id": event["key_id"],
                     "public_key": event.get("public_key"),
+                    "fingerprint": _fingerprint(event.get("public_key")),
                     "published_at": event.get("time"),
                     "previous": event.get("previous", []),
                 },
@@ -327,3 +330,15 @@ def event_for_agency(event: dict[str, Any], agency: str, names: TopicNames) -> d
         shown.pop("sha256", None)
         shown.pop("input", None)
     return shown
+
+
+def _fingerprint(public_key: object) -> str | None:
+    """The key's fingerprint (SHA-256 of the raw key, bus.audit._keys), or ``None`` when the
+    event's key is not base64 of 32 bytes (verify reports such an event)."""
+    if not isinstance(public_key, str):
+        return None
+    try:
+        raw = base64.b64decode(public_key, validate=True)
+    except ValueError:
+        return None
+    return fingerprint_of(raw) if len(raw) == 32 else None

@@ -250,8 +250,8 @@ def valid_json(world: World, role: str, answer: httpx.Response) -> None:
 
 def lists_the_signing_key(world: World, role: str, answer: httpx.Response) -> None:
     public = world.bus.signer.public
-    keys = {key["key_id"]: key["public_key"] for key in answer.json()}
-    assert keys == {public.key_id: base64.b64encode(public.raw).decode()}
+    keys = {key["key_id"]: (key["public_key"], key["fingerprint"]) for key in answer.json()}
+    assert keys == {public.key_id: (base64.b64encode(public.raw).decode(), public.fingerprint)}
 
 
 def lists_checkpoints(world: World, role: str, answer: httpx.Response) -> None:
