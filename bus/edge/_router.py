@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from bus.audit import ChainWriter, Signer, recover_position
 from bus.bulletin import Bulletin, BulletinSchema
 from bus.codec import WireCodec
+from bus.edge._seen import DEFAULT_MAX_ENTRIES, DEFAULT_WINDOW_S, Seen, SeenSet, Verdict
 from bus.errors import (
     BulletinInvalid,
     CodecError,
@@ -110,6 +111,19 @@ class EdgeConfig(BaseModel):
         description="Benchmark seam: False writes unchained audit events (as before issue 9) "
         "to measure what chaining costs. Never in production: verify rejects them.",
     )
+    dedup_window_s: float = Field(
+        default=DEFAULT_WINDOW_S,
+        gt=0,
+        description="How long an accepted bulletin's (source, id) is remembered: a re-send "
+        "within it is not routed again (docs/edge.md). Keep it below the retention of "
+        "liaison.edge.seen (8 days as provisioned).",
+    )
+    dedup_max_entries: int = Field(
+        default=DEFAULT_MAX_ENTRIES,
+        ge=1,
+        description="How many (source, id) pairs this instance remembers at most; the oldest "
+        "are forgotten first, even within the window.",
+    )
     names: TopicNames = Field(default_factory=TopicNames)
 
     def model_post_init(self, _context: Any) -> None:
@@ -142,6 +156,11 @@ class EdgeMetrics:
         self.dead_letters = Counter(
             "liaison_edge_dead_letters", "Input records dead-lettered.", registry=self.registry
         )
+        self.duplicates = Counter(
+            "liaison_edge_duplicates",
+            "Re-sent bulletins (same source, id and content) decided but not routed again.",
+            registry=self.registry,
+        )
 
 
 @dataclass
@@ -153,6 +172,7 @@ class _Outputs:
     event: dict[str, Any]
     delivered: int = 0
     rejected: bool = False
+    duplicate: bool = False
 
 
 class EdgeRouter:
@@ -176,11 +196,20 @@ class EdgeRouter:
         self.names = self.config.names
         self._policy: CompiledPolicy | None = None
         self._policy_changed = asyncio.Event()
-        self.stats = {"bulletins": 0, "views": 0, "dead_letters": 0, "transactions": 0}
+        self.stats = {
+            "bulletins": 0,
+            "views": 0,
+            "dead_letters": 0,
+            "duplicates": 0,
+            "transactions": 0,
+        }
         self.metrics = EdgeMetrics()
         self.signer = signer
         self.chain_id = f"edge.{self.config.instance}"
         self._chain: ChainWriter | None = None
+        self._seen = SeenSet(
+            window_s=self.config.dedup_window_s, max_entries=self.config.dedup_max_entries
+        )
 
     @property
     def policy_version(self) -> int | None:
@@ -265,6 +294,7 @@ class EdgeRouter:
         producer = await self._new_producer()
         try:
             await self._recover_chain()
+            await self._recover_seen()
             owned: set[TopicPartition] = set()
             next_refresh = 0.0
             loop = asyncio.get_running_loop()
@@ -292,6 +322,7 @@ class EdgeRouter:
                         await producer.stop()
                     producer = await self._new_producer()
                     await self._recover_chain()  # what was committed, now that it is settled
+                    await self._recover_seen()
                     await self._rewind(consumer, owned)
             await self._final_checkpoint(producer)
         finally:
@@ -311,6 +342,27 @@ class EdgeRouter:
             every=self.config.checkpoint_every,
             interval_s=self.config.checkpoint_interval_ms / 1000,
         )
+
+    async def _recover_seen(self) -> None:
+        """The ids accepted within the window, from ``liaison.edge.seen`` (after
+        InitProducerId settled any open transaction of ours): the entries are written in the
+        same transaction as the views, so the set holds exactly what was committed."""
+        tp = TopicPartition(self.names.edge_seen, 0)
+        values: list[bytes | None] = []
+        async with Consumer(self.connection) as consumer:
+            end = (await consumer.assign_from_beginning([tp]))[tp]
+            while await consumer.position(tp) < end:
+                values.extend(r.value for r in await consumer.getmany(timeout_ms=500))
+        instances, instance = self.config.instances, self.config.instance
+        unreadable = self._seen.load(
+            values,
+            now_ms=_now_ms(),
+            agency_of=self.names.agency_of,
+            owned=lambda topic, partition: owner_of(topic, partition, instances) == instance,
+        )
+        if unreadable:
+            log.error("%d unreadable records in %s skipped", unreadable, self.names.edge_seen)
+        log.info("%d bulletin ids remembered for re-sends", len(self._seen))
 
     async def _final_checkpoint(self, producer: Producer) -> None:
         """On a clean stop, sign everything written since the last checkpoint."""
@@ -383,6 +435,20 @@ class EdgeRouter:
         codec: WireCodec,
         registry: KafkaRegistryStore,
     ) -> None:
+        """One batch, one transaction; the ids it accepts are remembered only if it commits."""
+        self._seen.begin()
+        try:
+            await self._transact_batch(producer, batch, codec, registry)
+        finally:
+            self._seen.discard()  # after a commit, nothing is left to discard
+
+    async def _transact_batch(
+        self,
+        producer: Producer,
+        batch: list[Record],
+        codec: WireCodec,
+        registry: KafkaRegistryStore,
+    ) -> None:
         policy = self._policy
         assert policy is not None
         started = time.monotonic()
@@ -402,10 +468,10 @@ class EdgeRouter:
         await producer.send_offsets_to_transaction(offsets, self.names.edge_group)
         await self._step("begun")
         deliveries: list[Awaitable[RecordMetadata]] = []
-        tallies: list[tuple[int, int]] = []
+        tallies: list[tuple[int, int, int]] = []
         try:
             for outputs in prepared:
-                tallies.append((outputs.delivered, int(outputs.rejected)))
+                tallies.append((outputs.delivered, int(outputs.rejected), int(outputs.duplicate)))
                 for topic, key, value, headers in outputs.sends:
                     deliveries.append(
                         await producer.enqueue(topic, value, key=key, headers=headers)
@@ -417,6 +483,7 @@ class EdgeRouter:
                 self.stats["bulletins"] += 1
                 self.stats["views"] += outputs.delivered
                 self.stats["dead_letters"] += int(outputs.rejected)
+                self.stats["duplicates"] += int(outputs.duplicate)
                 if chain is not None and chain.checkpoint_due(count_only=True):
                     # Every N events even inside a larger batch: N is a maximum.
                     deliveries.append(
@@ -438,6 +505,11 @@ class EdgeRouter:
                         self.names.audit_state, chain.position(), key=self._chain_key
                     )
                 )
+            seen_record = self._seen.pending_record()
+            if seen_record is not None:
+                deliveries.append(
+                    await producer.enqueue(self.names.edge_seen, seen_record, key=self._chain_key)
+                )
             for delivery in deliveries:
                 await delivery
         except BaseException:
@@ -456,12 +528,14 @@ class EdgeRouter:
             raise
         if chain is not None:
             chain.committed()
+        self._seen.commit(_now_ms())
         self.stats["transactions"] += 1
         self.metrics.commit_latency.observe(time.monotonic() - started)
         self.metrics.transactions.inc()
         self.metrics.bulletins.inc(len(batch))
         self.metrics.views.inc(sum(counts[0] for counts in tallies))
         self.metrics.dead_letters.inc(sum(counts[1] for counts in tallies))
+        self.metrics.duplicates.inc(sum(counts[2] for counts in tallies))
         if self.config.announce_commits:
             print(f"committed {number}", flush=True)  # noqa: T201 - fault-injection seam
 
@@ -511,8 +585,62 @@ class EdgeRouter:
                 f"envelope source_agency differs from the topic's agency {agency}",
                 policy,
             )
+        verdict, earlier = self._seen.observe(
+            agency,
+            bulletin.bulletin_id,
+            digest,
+            now_ms=_now_ms(),
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+        )
+        if earlier is not None:
+            return self._repeat(record, bulletin, verdict, earlier, origin, digest, policy)
         decision = policy.evaluate(bulletin)
         return self._deliver(bulletin, decision, origin, digest, codec, view_id)
+
+    def _repeat(
+        self,
+        record: Record,
+        bulletin: Bulletin,
+        verdict: Verdict,
+        earlier: Seen,
+        origin: dict[str, Any],
+        digest: str,
+        policy: CompiledPolicy,
+    ) -> _Outputs:
+        """A (source, id) accepted within the window, again: decided, never routed again."""
+        about = {
+            "bulletin_id": bulletin.bulletin_id,
+            "source": bulletin.source_agency,
+            "earlier": earlier.origin,
+        }
+        if verdict is Verdict.ID_REUSED:
+            where = f"{earlier.topic}:{earlier.partition}:{earlier.offset}"
+            outputs = self._reject(
+                record,
+                origin,
+                digest,
+                "id_reused",
+                f"bulletin id already accepted at {where} with different content; an update "
+                "or a correction needs an id of its own (msg_type UPDATE, referencing it)",
+                policy,
+            )
+            outputs.event.update(about)
+            return outputs
+        event = {
+            "type": "bulletin.decided",
+            "outcome": "duplicate",
+            "reason": "duplicate",
+            **about,
+            "kind": bulletin.kind,
+            "marking": bulletin.marking.value,
+            "input": origin,
+            "sha256": digest,
+            "policy_version": policy.version,
+            "time": datetime.now(UTC).isoformat(),
+        }
+        return _Outputs(sends=[], event=event, duplicate=True)
 
     def _deliver(
         self,
@@ -603,6 +731,10 @@ class EdgeRouter:
             event=event,
             rejected=True,
         )
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 def _abandon(deliveries: list[Awaitable[RecordMetadata]]) -> None:
