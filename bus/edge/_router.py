@@ -300,7 +300,11 @@ class EdgeRouter:
             loop = asyncio.get_running_loop()
             while not stop.is_set():
                 if loop.time() >= next_refresh:
-                    owned = await self._refresh_assignment(consumer, owned)
+                    before, owned = owned, await self._refresh_assignment(consumer, owned)
+                    if before and owned - before:
+                        # Grown partitions move ids to other partitions, perhaps to this
+                        # instance: remember what every instance has accepted until now.
+                        await self._recover_seen()
                     next_refresh = loop.time() + self.config.topic_refresh_ms / 1000
                 if not owned:
                     with contextlib.suppress(TimeoutError):
@@ -346,20 +350,15 @@ class EdgeRouter:
     async def _recover_seen(self) -> None:
         """The ids accepted within the window, from ``liaison.edge.seen`` (after
         InitProducerId settled any open transaction of ours): the entries are written in the
-        same transaction as the views, so the set holds exactly what was committed."""
+        same transaction as the views, so the set holds exactly what was committed. Every
+        instance's entries: an id is keyed to one partition, but partitions can grow."""
         tp = TopicPartition(self.names.edge_seen, 0)
         values: list[bytes | None] = []
         async with Consumer(self.connection) as consumer:
             end = (await consumer.assign_from_beginning([tp]))[tp]
             while await consumer.position(tp) < end:
                 values.extend(r.value for r in await consumer.getmany(timeout_ms=500))
-        instances, instance = self.config.instances, self.config.instance
-        unreadable = self._seen.load(
-            values,
-            now_ms=_now_ms(),
-            agency_of=self.names.agency_of,
-            owned=lambda topic, partition: owner_of(topic, partition, instances) == instance,
-        )
+        unreadable = self._seen.load(values, now_ms=_now_ms())
         if unreadable:
             log.error("%d unreadable records in %s skipped", unreadable, self.names.edge_seen)
         log.info("%d bulletin ids remembered for re-sends", len(self._seen))
@@ -586,13 +585,12 @@ class EdgeRouter:
                 policy,
             )
         verdict, earlier = self._seen.observe(
-            agency,
+            record.topic,
+            record.partition,
+            record.offset,
             bulletin.bulletin_id,
-            digest,
+            bytes.fromhex(digest),
             now_ms=_now_ms(),
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
         )
         if earlier is not None:
             return self._repeat(record, bulletin, verdict, earlier, origin, digest, policy)

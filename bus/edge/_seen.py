@@ -18,7 +18,8 @@ which a restarted router rebuilds the set (:meth:`SeenSet.load`).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -27,10 +28,12 @@ __all__ = ["DEFAULT_MAX_ENTRIES", "DEFAULT_WINDOW_S", "Seen", "SeenSet", "Verdic
 
 DEFAULT_WINDOW_S = 7 * 24 * 3600
 """How long an accepted bulletin's id is remembered: 7 days."""
-DEFAULT_MAX_ENTRIES = 250_000
-"""How many ids one router instance remembers at most (about 60 MB); the oldest go first."""
+DEFAULT_MAX_ENTRIES = 100_000
+"""How many ids one router instance remembers at most (about 210 bytes each, 21 MB); the
+oldest go first."""
 
 _FORMAT = 1
+_PACKED = struct.Struct(">32sqiq")  # digest, time_ms, partition, offset: 85-byte objects
 
 
 class Verdict(StrEnum):
@@ -48,8 +51,8 @@ class Verdict(StrEnum):
 class Seen:
     """An accepted bulletin: its content digest, when it was decided and where it came in."""
 
-    digest: str
-    """SHA-256 (hex) of the record value as published."""
+    digest: bytes
+    """SHA-256 of the record value as published."""
     time_ms: int
     """The router's clock when it was decided (never the sender's ``issued_at``)."""
     topic: str
@@ -61,13 +64,9 @@ class Seen:
         return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
 
 
-def _key(agency: str, bulletin_id: str) -> str:
-    # Agency ids and bulletin ids never contain a space (their patterns exclude it).
-    return f"{agency} {bulletin_id}"
-
-
 class SeenSet:
-    """The ids accepted within ``window_s`` (at most ``max_entries``, newest kept)."""
+    """The ids accepted within ``window_s`` (at most ``max_entries``, newest kept), per
+    inbound topic (which names the source agency)."""
 
     def __init__(
         self, *, window_s: float = DEFAULT_WINDOW_S, max_entries: int = DEFAULT_MAX_ENTRIES
@@ -76,34 +75,38 @@ class SeenSet:
             raise ValueError(f"window_s={window_s} and max_entries={max_entries} must be positive")
         self.window_ms = int(window_s * 1000)
         self.max_entries = max_entries
-        self._committed: dict[str, Seen] = {}  # insertion order: oldest first
-        self._pending: dict[str, Seen] = {}
+        # "<topic> <id>" -> packed (digest, time, partition, offset); insertion order is age.
+        # Topic names and bulletin ids never contain a space.
+        self._committed: dict[str, bytes] = {}
+        self._pending: dict[str, bytes] = {}
 
     def __len__(self) -> int:
         return len(self._committed)
 
     def observe(
         self,
-        agency: str,
-        bulletin_id: str,
-        digest: str,
-        *,
-        now_ms: int,
         topic: str,
         partition: int,
         offset: int,
+        bulletin_id: str,
+        digest: bytes,
+        *,
+        now_ms: int,
     ) -> tuple[Verdict, Seen | None]:
-        """The verdict on a valid bulletin from ``agency``, and the earlier one it repeats.
+        """The verdict on a valid bulletin read at ``topic:partition:offset``, and the earlier
+        one it repeats.
 
         A ``NEW`` bulletin is remembered tentatively (visible to the rest of the batch), to
         be kept by :meth:`commit` or dropped by :meth:`discard`.
         """
-        key = _key(agency, bulletin_id)
-        earlier = self._pending.get(key) or self._committed.get(key)
-        if earlier is not None and now_ms - earlier.time_ms < self.window_ms:
-            verdict = Verdict.DUPLICATE if earlier.digest == digest else Verdict.ID_REUSED
-            return verdict, earlier
-        self._pending[key] = Seen(digest, now_ms, topic, partition, offset)
+        key = f"{topic} {bulletin_id}"
+        packed = self._pending.get(key) or self._committed.get(key)
+        if packed is not None:
+            earlier = _unpack(topic, packed)
+            if now_ms - earlier.time_ms < self.window_ms:
+                verdict = Verdict.DUPLICATE if earlier.digest == digest else Verdict.ID_REUSED
+                return verdict, earlier
+        self._pending[key] = _PACKED.pack(digest, now_ms, partition, offset)
         return Verdict.NEW, None
 
     # -- transactions ----------------------------------------------------------------
@@ -117,17 +120,19 @@ class SeenSet:
         to write in the batch's transaction."""
         if not self._pending:
             return None
-        entries = [
-            [s.topic, s.partition, s.offset, key.partition(" ")[2], s.digest, s.time_ms]
-            for key, s in self._pending.items()
-        ]
+        entries = []
+        for key, packed in self._pending.items():
+            topic, _, bulletin_id = key.partition(" ")
+            digest, time_ms, partition, offset = _PACKED.unpack(packed)
+            entries.append([topic, partition, offset, bulletin_id, digest.hex(), time_ms])
         return json.dumps({"format": _FORMAT, "entries": entries}, separators=(",", ":")).encode()
 
     def commit(self, now_ms: int) -> None:
         """The batch's transaction committed: its entries are remembered."""
-        for key, seen in self._pending.items():
-            self._committed.pop(key, None)  # re-inserted last: the newest
-            self._committed[key] = seen
+        committed = self._committed
+        for key, packed in self._pending.items():
+            committed.pop(key, None)  # re-inserted last: the newest
+            committed[key] = packed
         self._pending = {}
         self._evict(now_ms)
 
@@ -137,19 +142,12 @@ class SeenSet:
 
     # -- recovery --------------------------------------------------------------------
 
-    def load(
-        self,
-        values: Iterable[bytes | None],
-        *,
-        now_ms: int,
-        agency_of: Callable[[str], str | None],
-        owned: Callable[[str, int], bool],
-    ) -> int:
-        """Rebuild from the committed records of ``liaison.edge.seen``, oldest first: only
-        entries of inbound partitions this instance owns, within the window, the newest
-        ``max_entries``. Returns how many records could not be read (skipped)."""
-        self._committed = {}
-        self._pending = {}
+    def load(self, values: Iterable[bytes | None], *, now_ms: int) -> int:
+        """Rebuild from the committed records of ``liaison.edge.seen``, oldest first: the
+        entries within the window, the newest ``max_entries``. Returns how many records
+        could not be read (skipped)."""
+        committed: dict[str, bytes] = {}
+        self._committed, self._pending = committed, {}
         unreadable = 0
         for value in values:
             try:
@@ -158,16 +156,13 @@ class SeenSet:
                 unreadable += 1
                 continue
             for topic, partition, offset, bulletin_id, digest, time_ms in entries:
-                agency = agency_of(topic)
-                if agency is None or not owned(topic, partition):
-                    continue
                 if now_ms - time_ms >= self.window_ms:
                     continue
-                key = _key(agency, bulletin_id)
-                self._committed.pop(key, None)
-                self._committed[key] = Seen(digest, time_ms, topic, partition, offset)
-                if len(self._committed) > self.max_entries:
-                    del self._committed[next(iter(self._committed))]
+                key = f"{topic} {bulletin_id}"
+                committed.pop(key, None)
+                committed[key] = _PACKED.pack(digest, time_ms, partition, offset)
+                if len(committed) > self.max_entries:
+                    del committed[next(iter(committed))]
         self._evict(now_ms)
         return unreadable
 
@@ -177,12 +172,17 @@ class SeenSet:
             del committed[next(iter(committed))]
         while committed:
             oldest = next(iter(committed))
-            if now_ms - committed[oldest].time_ms < self.window_ms:
+            if now_ms - _PACKED.unpack(committed[oldest])[1] < self.window_ms:
                 break
             del committed[oldest]
 
 
-def _entries(value: bytes | None) -> list[tuple[str, int, int, str, str, int]]:
+def _unpack(topic: str, packed: bytes) -> Seen:
+    digest, time_ms, partition, offset = _PACKED.unpack(packed)
+    return Seen(digest, time_ms, topic, partition, offset)
+
+
+def _entries(value: bytes | None) -> list[tuple[str, int, int, str, bytes, int]]:
     data = json.loads(value or b"")
     if not isinstance(data, dict) or data.get("format") != _FORMAT:
         raise ValueError("not a seen-set record of a known format")
@@ -195,5 +195,8 @@ def _entries(value: bytes | None) -> list[tuple[str, int, int, str, str, int]]:
             and all(isinstance(n, int) for n in (partition, offset, time_ms))
         ):
             raise TypeError("a seen-set entry of the wrong types")
-        out.append((topic, partition, offset, bulletin_id, digest, time_ms))
+        raw = bytes.fromhex(digest)
+        if len(raw) != _PACKED.size - 20:
+            raise ValueError("a seen-set digest that is not SHA-256")
+        out.append((topic, partition, offset, bulletin_id, raw, time_ms))
     return out

@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 
 from bus.bulletin import Bulletin, Marking, Status
+from bus.edge import owner_of
 from bus.errors import KafkaAuthorizationError
-from bus.kafka import Consumer, KafkaConnection, Record, read_to_end
+from bus.kafka import Consumer, KafkaConnection, Producer, Record, read_to_end
 from tests.e2e.conftest import Bus, build_bus, running_edge, teardown_bus
 
 pytestmark = pytest.mark.integration
@@ -65,9 +66,9 @@ def decisions(records: list[Record]) -> list[dict[str, Any]]:
     return [e for e in events if e.get("type") == "bulletin.decided"]
 
 
-async def view_ids(bus: Bus, short: str) -> list[str]:
+async def view_ids(bus: Bus, short: str, partitions: int = 1) -> list[str]:
     agency = bus.agency(short)
-    records = await read_to_end(bus.admin, bus.names.outbound(agency))
+    records = await read_to_end(bus.admin, bus.names.outbound(agency), partitions=partitions)
     return [bus.codec.decode(r.value or b"").record["bulletin"]["bulletin_id"] for r in records]
 
 
@@ -248,3 +249,52 @@ async def test_sigkilled_routers_still_route_a_resent_bulletin_once(crash_bus: B
         3: ("accepted", None),
     }
     assert len(audit) >= 4
+
+
+@pytest.fixture
+async def wide_bus(admin_connection: KafkaConnection) -> Any:
+    built = await build_bus(admin_connection, ("a", "b"), partitions=8)
+    yield built
+    await asyncio.to_thread(teardown_bus, built)
+
+
+async def test_a_resend_on_a_partition_another_instance_owns_is_a_duplicate(
+    wide_bus: Bus,
+) -> None:
+    """Ids are keyed to one partition until the partitions grow; every instance remembers
+    every instance's ids, so a re-send that moved is still caught."""
+    bus = wide_bus
+    await bus.publish_policy(share_a_with_b(bus))
+    first, marker = notices(bus, seed=16, count=2)
+    inbound = bus.names.inbound(bus.agency("a"))
+    by_owner = {owner_of(inbound, p, 2): p for p in range(8)}
+    assert set(by_owner) == {0, 1}, "8 partitions, both instances own some"
+
+    async def send(bulletin: Bulletin, partition: int) -> None:
+        async with Producer(bus.agencies[bus.agency("a")]) as producer:
+            await producer.send(
+                inbound,
+                encoded(bus, bulletin),
+                key=bulletin.bulletin_id.encode(),
+                partition=partition,
+            )
+
+    async with running_edge(bus, instance=0, instances=2):
+        async with running_edge(bus, instance=1, instances=2):
+            await send(first, by_owner[0])
+            await bus.views("b", 1)
+        async with running_edge(bus, instance=1, instances=2):  # restarted: it reloads
+            await send(first, by_owner[1])  # the re-send, on instance 1's partition
+            await send(marker, by_owner[1])
+            await bus.views("b", 2)
+            audit = await bus.read_as_admin(bus.names.audit, lambda rs: len(decisions(rs)) >= 3)
+
+    # Views keyed by id spread over the to-topic's partitions: compare without order.
+    assert Counter(await view_ids(bus, "b", 8)) == Counter([first.bulletin_id, marker.bulletin_id])
+    resent = next(
+        e
+        for e in decisions(audit)
+        if e["input"]["partition"] == by_owner[1] and e["bulletin_id"] == first.bulletin_id
+    )
+    assert resent["outcome"] == "duplicate"
+    assert resent["earlier"]["partition"] == by_owner[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -24,13 +25,12 @@ def observe(
     offset: int = 0,
 ) -> tuple[Verdict, Seen | None]:
     return seen.observe(
-        agency,
+        NAMES.inbound(agency),
+        0,
+        offset,
         bulletin_id,
-        digest,
+        hashlib.sha256(digest.encode()).digest(),
         now_ms=now_ms,
-        topic=NAMES.inbound(agency),
-        partition=0,
-        offset=offset,
     )
 
 
@@ -114,7 +114,7 @@ def test_memory_is_bounded_by_count_and_by_time_oldest_first() -> None:
     assert len(seen) == 1
 
 
-def test_the_transaction_record_rebuilds_the_set_for_the_owned_partitions_only() -> None:
+def test_the_transaction_records_rebuild_the_set() -> None:
     seen = SeenSet()
     seen.begin()
     observe(seen, "b-1", "d1", offset=3)
@@ -125,20 +125,18 @@ def test_the_transaction_record_rebuilds_the_set_for_the_owned_partitions_only()
     seen.commit(T0)
 
     restarted = SeenSet()
-    unreadable = restarted.load(
-        [b"not json", record, None],
-        now_ms=T0 + 1,
-        agency_of=NAMES.agency_of,
-        owned=lambda topic, _partition: topic == NAMES.inbound("north-river"),
-    )
+    not_sha256 = json.dumps({"format": 1, "entries": [["t", 0, 0, "b-9", "abcd", T0]]}).encode()
+    unreadable = restarted.load([b"not json", record, None, not_sha256], now_ms=T0 + 1)
 
-    assert unreadable == 2
+    assert unreadable == 3
     restarted.begin()
     verdict, earlier = observe(restarted, "b-1", "d1", now_ms=T0 + 2)
     assert verdict is Verdict.DUPLICATE
     assert earlier is not None
     assert earlier.offset == 3
-    assert observe(restarted, "b-2", "d2", agency="harbour-watch")[0] is Verdict.NEW
+    assert earlier.origin == {"topic": NAMES.inbound("north-river"), "partition": 0, "offset": 3}
+    assert observe(restarted, "b-2", "d2", agency="harbour-watch")[0] is Verdict.DUPLICATE
+    assert observe(restarted, "b-2", "d2", agency="vale-fire")[0] is Verdict.NEW
 
 
 def test_loading_keeps_the_window_and_the_newest_entries() -> None:
@@ -151,7 +149,7 @@ def test_loading_keeps_the_window_and_the_newest_entries() -> None:
         writer.commit(T0 + i * DAY_MS)
 
     loaded = SeenSet(window_s=2.5 * 24 * 3600, max_entries=2)
-    loaded.load(records, now_ms=T0 + 3 * DAY_MS, agency_of=NAMES.agency_of, owned=lambda *_: True)
+    loaded.load(records, now_ms=T0 + 3 * DAY_MS)
 
     assert len(loaded) == 2
     loaded.begin()
