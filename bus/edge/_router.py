@@ -4,7 +4,9 @@ Each instance i of N owns the inbound partitions whose ``crc32("topic:partition"
 is i (static ownership, no group membership, no rebalance) and uses the transactional
 id ``liaison.edge.<i>``: a restarted instance fences its zombie through the id's epoch.
 Per batch (at most ``batch_max`` records or ``commit_interval_ms``), one transaction
-holds the consumed offsets, every view, every audit event and every dead letter.
+holds the consumed offsets, every view, every audit event, every dead letter and the ids
+the batch accepted (``liaison.edge.seen``: a re-sent bulletin is routed once, see
+:mod:`bus.edge._seen`).
 
 Offsets go into the transaction *before* the records (aiokafka #1004: on Kafka 3.7+ a
 batch sent before AddOffsetsToTxn can fail delivery). On any commit error other than
