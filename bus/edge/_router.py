@@ -39,6 +39,9 @@ from bus.edge._seen import DEFAULT_MAX_ENTRIES, DEFAULT_WINDOW_S, Seen, SeenSet,
 from bus.errors import (
     BulletinInvalid,
     CodecError,
+    ConfigError,
+    KafkaAuthorizationError,
+    KafkaOperationError,
     LiaisonError,
     PolicyError,
     ProducerFencedError,
@@ -356,10 +359,18 @@ class EdgeRouter:
         instance's entries: an id is keyed to one partition, but partitions can grow."""
         tp = TopicPartition(self.names.edge_seen, 0)
         values: list[bytes | None] = []
-        async with Consumer(self.connection) as consumer:
-            end = (await consumer.assign_from_beginning([tp]))[tp]
-            while await consumer.position(tp) < end:
-                values.extend(r.value for r in await consumer.getmany(timeout_ms=500))
+        try:
+            async with Consumer(self.connection) as consumer:
+                end = (await consumer.assign_from_beginning([tp]))[tp]
+                while await consumer.position(tp) < end:
+                    values.extend(r.value for r in await consumer.getmany(timeout_ms=500))
+        except (KafkaAuthorizationError, KafkaOperationError) as exc:
+            # Fail closed: without the ids it accepted, the router would route re-sends.
+            raise ConfigError(
+                f"cannot read {self.names.edge_seen}, where the routers keep the bulletin ids "
+                f"they accepted ({exc}); run `liaison agency service edge`, which creates the "
+                "topic and grants the edge principal its ACLs (idempotent), then restart"
+            ) from exc
         unreadable = self._seen.load(values, now_ms=_now_ms())
         if unreadable:
             log.error("%d unreadable records in %s skipped", unreadable, self.names.edge_seen)

@@ -18,9 +18,18 @@ from typing import Any
 import pytest
 
 from bus.bulletin import Bulletin, Marking, Status
-from bus.edge import owner_of
-from bus.errors import KafkaAuthorizationError
-from bus.kafka import Consumer, KafkaConnection, Producer, Record, read_to_end
+from bus.edge import EdgeConfig, EdgeRouter, owner_of
+from bus.errors import ConfigError, KafkaAuthorizationError
+from bus.kafka import (
+    AclFilter,
+    AclOperation,
+    Consumer,
+    KafkaAdmin,
+    KafkaConnection,
+    Producer,
+    Record,
+    read_to_end,
+)
 from tests.e2e.conftest import Bus, build_bus, running_edge, teardown_bus
 
 pytestmark = pytest.mark.integration
@@ -150,6 +159,32 @@ async def test_an_agency_cannot_read_the_ids_the_router_accepted(bus: Bus) -> No
         with pytest.raises(KafkaAuthorizationError):
             async with Consumer(bus.agencies[agency], bus.names.edge_seen) as consumer:
                 await consumer.getmany(timeout_ms=5000)
+
+
+async def test_a_router_that_cannot_read_the_accepted_ids_refuses_to_route(bus: Bus) -> None:
+    """Fail closed: without the ids it accepted, a router would route re-sends again."""
+    await bus.publish_policy(share_a_with_b(bus))
+    (first,) = notices(bus, seed=17, count=1)
+    async with running_edge(bus):
+        await bus.send("a", first)
+        await bus.views("b", 1)
+    with KafkaAdmin(bus.admin) as admin:
+        removed = admin.delete_acls(
+            [
+                AclFilter(
+                    principal=bus.edge.principal,
+                    resource_name=bus.names.edge_seen,
+                    operation=AclOperation.READ,
+                )
+            ]
+        )
+    assert len(removed) == 1
+
+    router = EdgeRouter(
+        bus.edge, bus.schema, bus.keys, EdgeConfig(names=bus.names), signer=bus.signer
+    )
+    with pytest.raises(ConfigError, match=r"run `liaison agency service edge`"):
+        await asyncio.wait_for(router.run(asyncio.Event()), 60)
 
 
 # -- through SIGKILLs ----------------------------------------------------------------------
