@@ -44,6 +44,7 @@ from bus.kafka import (
 from bus.topics import TopicNames
 
 __all__ = [
+    "EDGE_SEEN_RETENTION_MS",
     "AgencyRecord",
     "ProvisionResult",
     "Provisioner",

@@ -48,6 +48,7 @@ from bus.errors import (
 )
 from bus.kafka import Consumer, KafkaConnection, Producer, Record, RecordMetadata, TopicPartition
 from bus.policy import CompiledPolicy, Decision, RedactionKeys, compile_policy, parse_policy
+from bus.provision import EDGE_SEEN_RETENTION_MS
 from bus.registry import KafkaRegistryStore
 from bus.schemas import VIEW
 from bus.topics import TopicNames
@@ -215,6 +216,15 @@ class EdgeRouter:
         self._seen = SeenSet(
             window_s=self.config.dedup_window_s, max_entries=self.config.dedup_max_entries
         )
+        if self.config.dedup_window_s * 1000 > EDGE_SEEN_RETENTION_MS:
+            log.warning(
+                "the re-send window (%s s) is longer than %s's provisioned retention (%d ms): "
+                "raise the topic's retention.ms above it, or a restarted router forgets ids "
+                "the window still covers",
+                self.config.dedup_window_s,
+                self.names.edge_seen,
+                EDGE_SEEN_RETENTION_MS,
+            )
 
     @property
     def policy_version(self) -> int | None:

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 
 import pytest
+from pydantic import SecretBytes, SecretStr
 
+from bus.bulletin import BulletinSchema
+from bus.edge import DEFAULT_WINDOW_S, EdgeConfig, EdgeRouter
 from bus.edge._seen import Seen, SeenSet, Verdict
+from bus.kafka import KafkaConnection
+from bus.policy import RedactionKeys
+from bus.provision import EDGE_SEEN_RETENTION_MS
+from bus.schemas import SchemaCatalog
 from bus.topics import TopicNames
 
 NAMES = TopicNames()
@@ -170,3 +178,29 @@ def test_a_batch_without_new_ids_writes_no_record() -> None:
 def test_bounds_must_be_positive(window_s: float, max_entries: int) -> None:
     with pytest.raises(ValueError, match="must be positive"):
         SeenSet(window_s=window_s, max_entries=max_entries)
+
+
+def _router(window_s: float) -> EdgeRouter:
+    return EdgeRouter(
+        KafkaConnection(bootstrap_servers="127.0.0.1:9", username="edge", password=SecretStr("x")),
+        BulletinSchema(SchemaCatalog.load()),
+        RedactionKeys(master=SecretBytes(b"k" * 32)),
+        EdgeConfig(dedup_window_s=window_s),
+    )
+
+
+def test_a_window_longer_than_the_provisioned_retention_is_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="liaison.edge"):
+        _router(DEFAULT_WINDOW_S)
+        assert caplog.messages == []
+        _router(EDGE_SEEN_RETENTION_MS / 1000 + 1)
+    (message,) = caplog.messages
+    assert "raise the topic's retention.ms" in message
+
+
+@pytest.mark.parametrize("window_s", [0, -1])
+def test_the_router_refuses_a_window_that_is_not_positive(window_s: float) -> None:
+    with pytest.raises(ValueError, match="dedup_window_s"):
+        EdgeConfig(dedup_window_s=window_s)
