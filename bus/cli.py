@@ -35,7 +35,14 @@ from bus.cli_api import api_app
 from bus.cli_audit import audit_app
 from bus.cli_demo import demo_app
 from bus.credentials import connection_from_file, save_credentials
-from bus.edge import EdgeConfig, EdgeRouter, install_stop_signals, publish_policy
+from bus.edge import (
+    DEFAULT_MAX_ENTRIES,
+    DEFAULT_WINDOW_S,
+    EdgeConfig,
+    EdgeRouter,
+    install_stop_signals,
+    publish_policy,
+)
 from bus.errors import ConfigError, LiaisonError
 from bus.kafka import KafkaAdmin, KafkaConnection
 from bus.policy import (
@@ -646,6 +653,16 @@ def edge_run(
     metrics_host: Annotated[str, typer.Option(help="Address of the metrics server.")] = (
         "127.0.0.1"
     ),
+    dedup_window_s: Annotated[
+        float,
+        typer.Option(
+            help="Seconds an accepted bulletin's (source, id) is remembered: a re-send within "
+            "them is not routed again. Keep below the retention of liaison.edge.seen (8 days)."
+        ),
+    ] = DEFAULT_WINDOW_S,
+    dedup_max_entries: Annotated[
+        int, typer.Option(help="(source, id) pairs remembered at most; the oldest go first.")
+    ] = DEFAULT_MAX_ENTRIES,
     # Fault-injection seams for the crash and chaos tests (tests/chaos), off by default.
     announce_commits: Annotated[bool, typer.Option(hidden=True)] = False,
     pause_at: Annotated[str | None, typer.Option(hidden=True)] = None,
@@ -675,6 +692,8 @@ def edge_run(
             instances=of,
             batch_max=batch_max,
             commit_interval_ms=commit_interval_ms,
+            dedup_window_s=dedup_window_s,
+            dedup_max_entries=dedup_max_entries,
             announce_commits=announce_commits,
             pause_at=pause_at,
             pause_ms=pause_ms,

@@ -51,6 +51,7 @@ from bus.kafka import (
 from bus.topics import TopicNames
 
 __all__ = [
+    "EDGE_SEEN_RETENTION_MS",
     "MAX_PARTITIONS",
     "PARTITIONS_ENV",
     "AgencyRecord",
@@ -83,6 +84,8 @@ def default_partitions() -> int:
 
 
 _COMPACT = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
+EDGE_SEEN_RETENTION_MS = 8 * 24 * 3600 * 1000
+"""Retention of ``liaison.edge.seen``: the routers' default re-send window (7 days) and a day."""
 
 
 class AgencyRecord(BaseModel):
@@ -146,6 +149,9 @@ def edge_acls(principal: str, names: TopicNames) -> list[Acl]:
         _acl(principal, ResourceType.TOPIC, names.audit_state, AclOperation.READ),
         _acl(principal, ResourceType.TOPIC, names.audit_state, AclOperation.WRITE),
         _acl(principal, ResourceType.TOPIC, names.deadletter, AclOperation.WRITE),
+        # The ids it routed, for re-sends (docs/edge.md); no one else may read them.
+        _acl(principal, ResourceType.TOPIC, names.edge_seen, AclOperation.READ),
+        _acl(principal, ResourceType.TOPIC, names.edge_seen, AclOperation.WRITE),
         _acl(principal, ResourceType.TOPIC, names.policies, AclOperation.READ),
         _acl(principal, ResourceType.TOPIC, names.agencies, AclOperation.READ),
         _acl(principal, ResourceType.TOPIC, names.schemas, AclOperation.READ),
@@ -218,6 +224,7 @@ class Provisioner:
             TopicSpec(n.deadletter, config={"retention.ms": str(90 * 24 * 3600 * 1000)}),
             TopicSpec(n.audit, config={"retention.ms": "-1", "retention.bytes": "-1"}),
             TopicSpec(n.audit_state, config=_COMPACT),
+            TopicSpec(n.edge_seen, config={"retention.ms": str(EDGE_SEEN_RETENTION_MS)}),
         ]
         return await asyncio.to_thread(self._create_missing, specs)
 

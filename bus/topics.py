@@ -58,6 +58,13 @@ class TopicNames:
         return f"{self.prefix}.audit.state"
 
     @property
+    def edge_seen(self) -> str:
+        """The ids of the bulletins the routers accepted, with their content digests (one
+        record per transaction, in the same transaction as its views); retention longer than
+        the routers' re-send window. Only the edge principal may read it: it lists ids."""
+        return f"{self.prefix}.edge.seen"
+
+    @property
     def schemas(self) -> str:
         return f"{self.prefix}.schemas"
 

@@ -178,6 +178,9 @@ class BulletinGenerator:
         self._rng = random.Random(seed)  # noqa: S311 - reproducible fiction, not secrets
         self._clock = Bulletin.millis(start.astimezone(UTC))
         self._seq = 0
+        # Ids name the seed: two generators with different seeds never reuse an id for
+        # different content, which the router dead-letters (id_reused, docs/edge.md).
+        self._id_seed = seed
         self._history: deque[_Issued] = deque(maxlen=_HISTORY)
         self._kinds = sorted(schema.kinds)
         self._named: dict[str, dict[str, Any]] = {}
@@ -195,7 +198,7 @@ class BulletinGenerator:
         issued_at = self._clock
 
         msg_type, references, agency, kind = self._lineage(kind)
-        bulletin_id = f"{agency}:{self._seq:06d}"
+        bulletin_id = f"{agency}:{self._id_seed}-{self._seq:06d}"
         marking = rng.choices(list(Marking), weights=(2, 3, 3, 1, 1))[0]
         body = self._value(self._named[self.schema.kinds[kind]], _Hint("body", frozenset()), 0)
         bulletin = Bulletin(

@@ -4,7 +4,9 @@ Each instance i of N owns the inbound partitions whose ``(crc32(topic) + partiti
 is i (static ownership, no group membership, no rebalance) and uses the transactional
 id ``liaison.edge.<i>``: a restarted instance fences its zombie through the id's epoch.
 Per batch (at most ``batch_max`` records or ``commit_interval_ms``), one transaction
-holds the consumed offsets, every view, every audit event and every dead letter.
+holds the consumed offsets, every view, every audit event, every dead letter and the ids
+the batch accepted (``liaison.edge.seen``: a re-sent bulletin is routed once, see
+:mod:`bus.edge._seen`).
 
 Offsets go into the transaction *before* the records (aiokafka #1004: on Kafka 3.7+ a
 batch sent before AddOffsetsToTxn can fail delivery). On any commit error other than
@@ -33,15 +35,20 @@ from pydantic import BaseModel, ConfigDict, Field
 from bus.audit import ChainWriter, Signer, recover_position
 from bus.bulletin import Bulletin, BulletinSchema
 from bus.codec import WireCodec
+from bus.edge._seen import DEFAULT_MAX_ENTRIES, DEFAULT_WINDOW_S, Seen, SeenSet, Verdict
 from bus.errors import (
     BulletinInvalid,
     CodecError,
+    ConfigError,
+    KafkaAuthorizationError,
+    KafkaOperationError,
     LiaisonError,
     PolicyError,
     ProducerFencedError,
 )
 from bus.kafka import Consumer, KafkaConnection, Producer, Record, RecordMetadata, TopicPartition
 from bus.policy import CompiledPolicy, Decision, RedactionKeys, compile_policy, parse_policy
+from bus.provision import EDGE_SEEN_RETENTION_MS
 from bus.registry import KafkaRegistryStore
 from bus.schemas import VIEW
 from bus.topics import TopicNames
@@ -116,6 +123,19 @@ class EdgeConfig(BaseModel):
         description="Benchmark seam: False writes unchained audit events (as before issue 9) "
         "to measure what chaining costs. Never in production: verify rejects them.",
     )
+    dedup_window_s: float = Field(
+        default=DEFAULT_WINDOW_S,
+        gt=0,
+        description="How long an accepted bulletin's (source, id) is remembered: a re-send "
+        "within it is not routed again (docs/edge.md). Keep it below the retention of "
+        "liaison.edge.seen (8 days as provisioned).",
+    )
+    dedup_max_entries: int = Field(
+        default=DEFAULT_MAX_ENTRIES,
+        ge=1,
+        description="How many (source, id) pairs this instance remembers at most; the oldest "
+        "are forgotten first, even within the window.",
+    )
     names: TopicNames = Field(default_factory=TopicNames)
 
     def model_post_init(self, _context: Any) -> None:
@@ -148,6 +168,11 @@ class EdgeMetrics:
         self.dead_letters = Counter(
             "liaison_edge_dead_letters", "Input records dead-lettered.", registry=self.registry
         )
+        self.duplicates = Counter(
+            "liaison_edge_duplicates",
+            "Re-sent bulletins (same source, id and content) decided but not routed again.",
+            registry=self.registry,
+        )
 
 
 @dataclass
@@ -159,6 +184,7 @@ class _Outputs:
     event: dict[str, Any]
     delivered: int = 0
     rejected: bool = False
+    duplicate: bool = False
 
 
 class EdgeRouter:
@@ -182,11 +208,29 @@ class EdgeRouter:
         self.names = self.config.names
         self._policy: CompiledPolicy | None = None
         self._policy_changed = asyncio.Event()
-        self.stats = {"bulletins": 0, "views": 0, "dead_letters": 0, "transactions": 0}
+        self.stats = {
+            "bulletins": 0,
+            "views": 0,
+            "dead_letters": 0,
+            "duplicates": 0,
+            "transactions": 0,
+        }
         self.metrics = EdgeMetrics()
         self.signer = signer
         self.chain_id = f"edge.{self.config.instance}"
         self._chain: ChainWriter | None = None
+        self._seen = SeenSet(
+            window_s=self.config.dedup_window_s, max_entries=self.config.dedup_max_entries
+        )
+        if self.config.dedup_window_s * 1000 > EDGE_SEEN_RETENTION_MS:
+            log.warning(
+                "the re-send window (%s s) is longer than %s's provisioned retention (%d ms): "
+                "raise the topic's retention.ms above it, or a restarted router forgets ids "
+                "the window still covers",
+                self.config.dedup_window_s,
+                self.names.edge_seen,
+                EDGE_SEEN_RETENTION_MS,
+            )
 
     @property
     def policy_version(self) -> int | None:
@@ -271,12 +315,17 @@ class EdgeRouter:
         producer = await self._new_producer()
         try:
             await self._recover_chain()
+            await self._recover_seen()
             owned: set[TopicPartition] = set()
             next_refresh = 0.0
             loop = asyncio.get_running_loop()
             while not stop.is_set():
                 if loop.time() >= next_refresh:
-                    owned = await self._refresh_assignment(consumer, owned)
+                    before, owned = owned, await self._refresh_assignment(consumer, owned)
+                    if before and owned - before:
+                        # Grown partitions move ids to other partitions, perhaps to this
+                        # instance: remember what every instance has accepted until now.
+                        await self._recover_seen()
                     next_refresh = loop.time() + self.config.topic_refresh_ms / 1000
                 if not owned:
                     with contextlib.suppress(TimeoutError):
@@ -298,6 +347,7 @@ class EdgeRouter:
                         await producer.stop()
                     producer = await self._new_producer()
                     await self._recover_chain()  # what was committed, now that it is settled
+                    await self._recover_seen()
                     await self._rewind(consumer, owned)
             await self._final_checkpoint(producer)
         finally:
@@ -317,6 +367,30 @@ class EdgeRouter:
             every=self.config.checkpoint_every,
             interval_s=self.config.checkpoint_interval_ms / 1000,
         )
+
+    async def _recover_seen(self) -> None:
+        """The ids accepted within the window, from ``liaison.edge.seen`` (after
+        InitProducerId settled any open transaction of ours): the entries are written in the
+        same transaction as the views, so the set holds exactly what was committed. Every
+        instance's entries: an id is keyed to one partition, but partitions can grow."""
+        tp = TopicPartition(self.names.edge_seen, 0)
+        values: list[bytes | None] = []
+        try:
+            async with Consumer(self.connection) as consumer:
+                end = (await consumer.assign_from_beginning([tp]))[tp]
+                while await consumer.position(tp) < end:
+                    values.extend(r.value for r in await consumer.getmany(timeout_ms=500))
+        except (KafkaAuthorizationError, KafkaOperationError) as exc:
+            # Fail closed: without the ids it accepted, the router would route re-sends.
+            raise ConfigError(
+                f"cannot read {self.names.edge_seen}, where the routers keep the bulletin ids "
+                f"they accepted ({exc}); run `liaison agency service edge`, which creates the "
+                "topic and grants the edge principal its ACLs (idempotent), then restart"
+            ) from exc
+        unreadable = self._seen.load(values, now_ms=_now_ms())
+        if unreadable:
+            log.error("%d unreadable records in %s skipped", unreadable, self.names.edge_seen)
+        log.info("%d bulletin ids remembered for re-sends", len(self._seen))
 
     async def _final_checkpoint(self, producer: Producer) -> None:
         """On a clean stop, sign everything written since the last checkpoint."""
@@ -389,6 +463,20 @@ class EdgeRouter:
         codec: WireCodec,
         registry: KafkaRegistryStore,
     ) -> None:
+        """One batch, one transaction; the ids it accepts are remembered only if it commits."""
+        self._seen.begin()
+        try:
+            await self._transact_batch(producer, batch, codec, registry)
+        finally:
+            self._seen.discard()  # after a commit, nothing is left to discard
+
+    async def _transact_batch(
+        self,
+        producer: Producer,
+        batch: list[Record],
+        codec: WireCodec,
+        registry: KafkaRegistryStore,
+    ) -> None:
         policy = self._policy
         assert policy is not None
         started = time.monotonic()
@@ -408,10 +496,10 @@ class EdgeRouter:
         await producer.send_offsets_to_transaction(offsets, self.names.edge_group)
         await self._step("begun")
         deliveries: list[Awaitable[RecordMetadata]] = []
-        tallies: list[tuple[int, int]] = []
+        tallies: list[tuple[int, int, int]] = []
         try:
             for outputs in prepared:
-                tallies.append((outputs.delivered, int(outputs.rejected)))
+                tallies.append((outputs.delivered, int(outputs.rejected), int(outputs.duplicate)))
                 for topic, key, value, headers in outputs.sends:
                     deliveries.append(
                         await producer.enqueue(topic, value, key=key, headers=headers)
@@ -423,6 +511,7 @@ class EdgeRouter:
                 self.stats["bulletins"] += 1
                 self.stats["views"] += outputs.delivered
                 self.stats["dead_letters"] += int(outputs.rejected)
+                self.stats["duplicates"] += int(outputs.duplicate)
                 if chain is not None and chain.checkpoint_due(count_only=True):
                     # Every N events even inside a larger batch: N is a maximum.
                     deliveries.append(
@@ -444,6 +533,11 @@ class EdgeRouter:
                         self.names.audit_state, chain.position(), key=self._chain_key
                     )
                 )
+            seen_record = self._seen.pending_record()
+            if seen_record is not None:
+                deliveries.append(
+                    await producer.enqueue(self.names.edge_seen, seen_record, key=self._chain_key)
+                )
             for delivery in deliveries:
                 await delivery
         except BaseException:
@@ -462,12 +556,14 @@ class EdgeRouter:
             raise
         if chain is not None:
             chain.committed()
+        self._seen.commit(_now_ms())
         self.stats["transactions"] += 1
         self.metrics.commit_latency.observe(time.monotonic() - started)
         self.metrics.transactions.inc()
         self.metrics.bulletins.inc(len(batch))
         self.metrics.views.inc(sum(counts[0] for counts in tallies))
         self.metrics.dead_letters.inc(sum(counts[1] for counts in tallies))
+        self.metrics.duplicates.inc(sum(counts[2] for counts in tallies))
         if self.config.announce_commits:
             print(f"committed {number}", flush=True)  # noqa: T201 - fault-injection seam
 
@@ -517,8 +613,61 @@ class EdgeRouter:
                 f"envelope source_agency differs from the topic's agency {agency}",
                 policy,
             )
+        verdict, earlier = self._seen.observe(
+            record.topic,
+            record.partition,
+            record.offset,
+            bulletin.bulletin_id,
+            bytes.fromhex(digest),
+            now_ms=_now_ms(),
+        )
+        if earlier is not None:
+            return self._repeat(record, bulletin, verdict, earlier, origin, digest, policy)
         decision = policy.evaluate(bulletin)
         return self._deliver(bulletin, decision, origin, digest, codec, view_id)
+
+    def _repeat(
+        self,
+        record: Record,
+        bulletin: Bulletin,
+        verdict: Verdict,
+        earlier: Seen,
+        origin: dict[str, Any],
+        digest: str,
+        policy: CompiledPolicy,
+    ) -> _Outputs:
+        """A (source, id) accepted within the window, again: decided, never routed again."""
+        about = {
+            "bulletin_id": bulletin.bulletin_id,
+            "source": bulletin.source_agency,
+            "earlier": earlier.origin,
+        }
+        if verdict is Verdict.ID_REUSED:
+            where = f"{earlier.topic}:{earlier.partition}:{earlier.offset}"
+            outputs = self._reject(
+                record,
+                origin,
+                digest,
+                "id_reused",
+                f"bulletin id already accepted at {where} with different content; an update "
+                "or a correction needs an id of its own (msg_type UPDATE, referencing it)",
+                policy,
+            )
+            outputs.event.update(about)
+            return outputs
+        event = {
+            "type": "bulletin.decided",
+            "outcome": "duplicate",
+            "reason": "duplicate",
+            **about,
+            "kind": bulletin.kind,
+            "marking": bulletin.marking.value,
+            "input": origin,
+            "sha256": digest,
+            "policy_version": policy.version,
+            "time": datetime.now(UTC).isoformat(),
+        }
+        return _Outputs(sends=[], event=event, duplicate=True)
 
     def _deliver(
         self,
@@ -609,6 +758,10 @@ class EdgeRouter:
             event=event,
             rejected=True,
         )
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 def _abandon(deliveries: list[Awaitable[RecordMetadata]]) -> None:

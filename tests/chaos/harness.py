@@ -50,7 +50,7 @@ from rich.table import Table
 from bus.audit import verify
 from bus.audit._io import read_evidence
 from bus.broker import Broker, BrokerConfig
-from bus.bulletin import Marking, Status
+from bus.bulletin import Bulletin, Marking, Priority, Status
 from bus.errors import BulletinInvalid, CodecError
 from bus.kafka import Consumer, KafkaConnection, Producer, Record, TopicPartition, read_to_end
 from bus.policy import CompiledPolicy, compile_policy, parse_policy
@@ -133,7 +133,7 @@ class Expectation:
     """What must become of one input record."""
 
     outcome: str
-    """``accepted`` or ``rejected``."""
+    """``accepted``, ``duplicate`` (a re-send, docs/edge.md) or ``rejected``."""
     reason: str | None = None
     """A rejected record's dead-letter reason (``None``: any reason)."""
     bulletin_id: str | None = None
@@ -160,6 +160,30 @@ class Workload:
     """Every input record written, by where it landed, with what must become of it."""
 
     inputs: dict[InputRef, Expectation] = field(default_factory=dict)
+    accepted: dict[tuple[str, str], bytes | None] = field(default_factory=dict)
+    """(agency, bulletin id) -> the record value first accepted under it."""
+
+    def settle(self, agency: str, value: bytes | None, expectation: Expectation) -> Expectation:
+        """What must become of a record written now, after the re-send rule (docs/edge.md):
+        an id its agency already had accepted is a ``duplicate`` with the same bytes and
+        ``id_reused`` (dead-lettered) with others. Records must be settled in write order."""
+        if expectation.outcome != "accepted" or expectation.bulletin_id is None:
+            return expectation
+        key = (agency, expectation.bulletin_id)
+        if key not in self.accepted:
+            self.accepted[key] = value
+            return expectation
+        if self.accepted[key] == value:
+            return Expectation(
+                "duplicate", "duplicate", expectation.bulletin_id, label="re-sent bulletin"
+            )
+        return Expectation(
+            "rejected",
+            "id_reused",
+            expectation.bulletin_id,
+            value=value,
+            label="other content under a used id",
+        )
 
     def expected_views(self) -> Counter[ViewKey]:
         views: Counter[ViewKey] = Counter()
@@ -228,17 +252,40 @@ def chaos_policy(bus: Bus) -> dict[str, Any]:
 
 class BulletinSource:
     """Seeded valid bulletins from ``a`` and ``b`` with random markings, statuses and
-    RED recipients, each with the views the compiled policy entitles."""
+    RED recipients, each with the views the compiled policy entitles; among them re-sends
+    (``resend_rate``: an earlier record again, byte for byte) and re-issues (``reissue_rate``:
+    an earlier id with other content), which :meth:`Workload.settle` expects to be decided
+    as ``duplicate`` and dead-lettered as ``id_reused``."""
 
-    def __init__(self, bus: Bus, compiled: CompiledPolicy, seed: int) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        compiled: CompiledPolicy,
+        seed: int,
+        *,
+        resend_rate: float = 0.03,
+        reissue_rate: float = 0.01,
+    ) -> None:
         self.bus = bus
         self.compiled = compiled
         self.rng = random.Random(seed)
         self.generators = {s: bus.generator(s, seed=seed + i) for i, s in enumerate(SOURCES)}
+        self.resend_rate, self.reissue_rate = resend_rate, reissue_rate
+        self.sent: list[tuple[Bulletin, Outgoing]] = []
 
     def take(self, count: int) -> Iterator[Outgoing]:
         statuses = [Status.ACTUAL, Status.ACTUAL, Status.ACTUAL, Status.EXERCISE]
         for _ in range(count):
+            draw = self.rng.random()
+            if self.sent and draw < self.resend_rate + self.reissue_rate:
+                earlier, outgoing = self.rng.choice(self.sent[-500:])
+                if draw < self.resend_rate:
+                    yield outgoing
+                    continue
+                priorities = [p for p in Priority if p is not earlier.priority]
+                bulletin = earlier.model_copy(update={"priority": self.rng.choice(priorities)})
+                yield self._outgoing(bulletin)
+                continue
             short = self.rng.choice(SOURCES)
             bulletin = self.generators[short].bulletin()
             marking = self.rng.choice(list(Marking))
@@ -247,20 +294,25 @@ class BulletinSource:
                 others = [s for s in SHORTS if s != short]
                 update["releasable_to"] = [self.bus.agency(self.rng.choice(others))]
             bulletin = bulletin.model_copy(update=update)
-            decision = self.compiled.evaluate(bulletin)
-            value = self.bus.codec.encode(
-                self.bus.bulletin_schema_id, self.bus.schema.to_avro(bulletin)
-            )
-            yield Outgoing(
-                agency=bulletin.source_agency,
-                key=bulletin.bulletin_id.encode(),
-                value=value,
-                expectation=Expectation(
-                    "accepted",
-                    bulletin_id=bulletin.bulletin_id,
-                    recipients=frozenset(v.recipient for v in decision.views),
-                ),
-            )
+            outgoing = self._outgoing(bulletin)
+            self.sent.append((bulletin, outgoing))
+            yield outgoing
+
+    def _outgoing(self, bulletin: Bulletin) -> Outgoing:
+        decision = self.compiled.evaluate(bulletin)
+        value = self.bus.codec.encode(
+            self.bus.bulletin_schema_id, self.bus.schema.to_avro(bulletin)
+        )
+        return Outgoing(
+            agency=bulletin.source_agency,
+            key=bulletin.bulletin_id.encode(),
+            value=value,
+            expectation=Expectation(
+                "accepted",
+                bulletin_id=bulletin.bulletin_id,
+                recipients=frozenset(v.recipient for v in decision.views),
+            ),
+        )
 
 
 def oracle(bus: Bus, compiled: CompiledPolicy, agency: str, value: bytes | None) -> Expectation:
@@ -307,7 +359,8 @@ async def send_records(
             delivery = await producer.enqueue(
                 bus.names.inbound(record.agency), record.value, key=record.key
             )
-            pending.append((record.expectation, delivery))
+            expectation = workload.settle(record.agency, record.value, record.expectation)
+            pending.append((expectation, delivery))
             written += 1
             if len(pending) >= chunk:
                 await flush()
@@ -792,6 +845,16 @@ def judge(outcome: Outcome, workload: Workload, observed: Observed) -> None:
     outcome.none(
         "dead letters of no rejected input",
         [d.ref for d in observed.dead_letters if d.ref is None or d.ref not in rejected],
+    )
+    resent = Counter(
+        e.outcome if e.outcome == "duplicate" else "id_reused"
+        for e in inputs.values()
+        if e.outcome == "duplicate" or e.reason == "id_reused"
+    )
+    outcome.fact(
+        "re-sends in the input",
+        f"{resent['duplicate']:,} re-sent (one decision, no view), "
+        f"{resent['id_reused']:,} other content under a used id (dead-lettered)",
     )
     outcome.fact(
         "read back",

@@ -152,6 +152,42 @@ def test_a_rejected_input_without_its_dead_letter_is_a_violation() -> None:
     ]
 
 
+def test_resends_routed_again_are_violations() -> None:
+    first = Expectation("accepted", bulletin_id="a-1:1", recipients=frozenset({B}))
+    workload = Workload()
+    for offset, value in enumerate([b"v1", b"v1", b"v2"]):  # written in this order
+        workload.inputs[(T, 0, offset)] = workload.settle(A, value, first)
+    assert [(e.outcome, e.reason) for e in workload.inputs.values()] == [
+        ("accepted", None),
+        ("duplicate", "duplicate"),
+        ("rejected", "id_reused"),
+    ]
+    faithful = Observed(
+        views=Counter({("a-1:1", B): 1}),
+        decisions={
+            (T, 0, 0): [Decision("accepted", None, frozenset({B}))],
+            (T, 0, 1): [Decision("duplicate", "duplicate", frozenset())],
+            (T, 0, 2): [Decision("rejected", "id_reused", frozenset())],
+        },
+        dead_letters=[DeadLetter((T, 0, 2), "id_reused", "already accepted", b"v2")],
+    )
+    routed_again = Observed(
+        views=Counter({("a-1:1", B): 3}),
+        decisions={(T, 0, o): [Decision("accepted", None, frozenset({B}))] for o in range(3)},
+    )
+    fine, broken = Outcome("T", "faithful"), Outcome("T", "routes re-sends")
+
+    judge(fine, workload, faithful)
+    judge(broken, workload, routed_again)
+
+    assert fine.ok, fine.summary()
+    assert {c.name for c in broken.violations} == {
+        "views duplicated",
+        "decisions that differ from the policy",
+        "rejected inputs without exactly one dead letter",
+    }
+
+
 def test_the_router_announcements_parse() -> None:
     line = "consumed 3 bus1.from.a-1:0:100-199 bus1.from.b-1:2:7-9\n"
 

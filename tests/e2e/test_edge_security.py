@@ -240,6 +240,7 @@ def bus_topics(bus: Bus) -> dict[str, str]:
         "agencies": n.agencies,
         "policies": n.policies,
         "schemas": n.schemas,
+        "edge seen": n.edge_seen,  # the ids the routers accepted (re-sends)
     }
 
 
