@@ -2,59 +2,32 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-import logging
 import os
-import secrets
-import signal
 import sys
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from prometheus_client import start_http_server
-from pydantic import SecretBytes, SecretStr
 from rich.console import Console
 
-from bus.adapters import (
-    AdapterRunner,
-    Direction,
-    discover_adapters,
-    load_runner_config,
-)
-from bus.audit import load_signer
-from bus.broker import KAFKA_VERSION, Broker, BrokerConfig, cache_root, kafka_libs
-from bus.broker._compose import render_compose
-from bus.broker._launcher import read_state
-from bus.bulletin import BulletinGenerator, BulletinSchema
+from bus.broker import KAFKA_VERSION, cache_root, kafka_libs
 from bus.cli_api import api_app
 from bus.cli_audit import audit_app
 from bus.cli_demo import demo_app
-from bus.credentials import connection_from_file, save_credentials
-from bus.edge import EdgeConfig, EdgeRouter, install_stop_signals, publish_policy
 from bus.errors import ConfigError, LiaisonError
-from bus.kafka import KafkaAdmin, KafkaConnection
-from bus.policy import (
-    CompiledPolicy,
-    RedactionKeys,
-    compile_policy,
-    diff,
-    dry_run,
-    load_policy,
-)
-from bus.provision import Provisioner, ProvisionResult, admin_service_acls, edge_acls
-from bus.registry import (
-    DEFAULT_TOPIC,
-    KafkaRegistryStore,
-    SchemaRegistry,
-    create_kafka_registry_app,
-)
-from bus.schemas import ROOTS, SchemaCatalog, check_history, release, releases
 from bus.topics import TopicNames
+
+# Heavy modules (Kafka clients, FastAPI, uvicorn, Avro, cryptography, the policy compiler)
+# are imported inside the commands that use them: `liaison --help` and quick commands start
+# in a fraction of a second (benchmarks/startup.py; tests/unit/test_cli_startup.py).
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from types import FrameType
+
+    from bus.bulletin import BulletinSchema
+    from bus.kafka import KafkaConnection
+    from bus.policy import CompiledPolicy, RedactionKeys
+    from bus.provision import Provisioner, ProvisionResult
 
 app = typer.Typer(
     name="liaison",
@@ -110,6 +83,8 @@ DataDir = Annotated[
     ),
 ]
 _DEFAULT_DATA_DIR = Path(".liaison/broker")
+_REGISTRY_TOPIC = TopicNames().schemas
+"""bus.registry.DEFAULT_TOPIC, without importing the registry (and its Kafka clients)."""
 
 
 def _fail(exc: LiaisonError) -> typer.Exit:
@@ -126,6 +101,8 @@ def broker_fetch(
     version: Annotated[str, typer.Option(help="Apache Kafka version.")] = KAFKA_VERSION,
 ) -> None:
     """Resolve the Kafka broker jars from Maven Central into the cache (once per version)."""
+    import time
+
     started = time.monotonic()
     try:
         libs = kafka_libs(version, progress=lambda m: err.print(m, highlight=False))
@@ -149,6 +126,11 @@ def broker_start(
     ] = 120.0,
 ) -> None:
     """Start the broker; in the foreground it runs until Ctrl-C (or SIGTERM)."""
+    import signal
+    import time
+
+    from bus.broker import Broker, BrokerConfig
+
     config = BrokerConfig(
         data_dir=data_dir.resolve(),
         client_port=client_port,
@@ -187,6 +169,8 @@ def broker_start(
 @broker_app.command("stop")
 def broker_stop(data_dir: DataDir = _DEFAULT_DATA_DIR) -> None:
     """Stop a broker started with ``--detach``."""
+    from bus.broker import Broker
+
     try:
         pid = Broker.stop_detached(data_dir.resolve())
     except LiaisonError as exc:
@@ -197,6 +181,9 @@ def broker_stop(data_dir: DataDir = _DEFAULT_DATA_DIR) -> None:
 @broker_app.command("status")
 def broker_status(data_dir: DataDir = _DEFAULT_DATA_DIR) -> None:
     """Say whether a detached broker runs and answers authenticated requests (exit 0 if so)."""
+    from bus.broker import Broker, read_state
+    from bus.kafka import KafkaAdmin
+
     data_dir = data_dir.resolve()
     if not Broker.is_detached_running(data_dir):
         out.print(f"no broker running for {data_dir}")
@@ -221,6 +208,8 @@ def broker_compose(
     ),
 ) -> None:
     """Write docker-compose.yml from the launcher's own broker settings."""
+    from bus.broker._compose import render_compose
+
     output.write_text(render_compose())
     out.print(f"wrote {output}")
 
@@ -245,6 +234,12 @@ def _connection(data_dir: Path) -> KafkaConnection:
     """Kafka credentials, first found of: LIAISON_KAFKA_CREDENTIALS (a credentials file
     written by provisioning), LIAISON_KAFKA_BOOTSTRAP/USERNAME/PASSWORD, the local broker
     in ``data_dir``."""
+    from pydantic import SecretStr
+
+    from bus.broker import Broker
+    from bus.credentials import connection_from_file
+    from bus.kafka import KafkaConnection
+
     credentials = os.environ.get("LIAISON_KAFKA_CREDENTIALS")
     if credentials:
         try:
@@ -264,6 +259,8 @@ def _connection(data_dir: Path) -> KafkaConnection:
 @schemas_app.command("check")
 def schemas_check(schemas: SchemaDir = None) -> None:
     """Verify the frozen history and that the schema files match the latest releases."""
+    from bus.schemas import ROOTS, SchemaCatalog, check_history
+
     try:
         catalog = SchemaCatalog.load(schemas)
         current = [check_history(catalog, root) for root in ROOTS]
@@ -277,6 +274,8 @@ def schemas_check(schemas: SchemaDir = None) -> None:
 @schemas_app.command("release")
 def schemas_release(schemas: SchemaDir = None) -> None:
     """Freeze changed schemas as their next versions, after a compatibility check."""
+    from bus.schemas import ROOTS, SchemaCatalog, release, releases
+
     try:
         catalog = SchemaCatalog.load(schemas)
         for root in ROOTS:
@@ -294,12 +293,16 @@ def schemas_release(schemas: SchemaDir = None) -> None:
 def schemas_register(
     schemas: SchemaDir = None,
     data_dir: DataDir = _DEFAULT_DATA_DIR,
-    topic: Annotated[str, typer.Option(help="The registry's topic.")] = DEFAULT_TOPIC,
+    topic: Annotated[str, typer.Option(help="The registry's topic.")] = _REGISTRY_TOPIC,
 ) -> None:
     """Register every released version of each schema, in order (idempotent).
 
     Subjects are the records' full names (Confluent's RecordNameStrategy).
     """
+    import asyncio
+
+    from bus.registry import KafkaRegistryStore, SchemaRegistry
+    from bus.schemas import ROOTS, SchemaCatalog, check_history, releases
 
     async def register_all(catalog: SchemaCatalog) -> list[str]:
         lines = []
@@ -328,10 +331,12 @@ def schemas_register(
 def registry_serve(
     data_dir: DataDir = _DEFAULT_DATA_DIR,
     port: Annotated[int, typer.Option(help="HTTP port on 127.0.0.1.")] = 8081,
-    topic: Annotated[str, typer.Option(help="The registry's topic.")] = DEFAULT_TOPIC,
+    topic: Annotated[str, typer.Option(help="The registry's topic.")] = _REGISTRY_TOPIC,
 ) -> None:
     """Serve the registry's REST API on 127.0.0.1 until Ctrl-C."""
     import uvicorn
+
+    from bus.registry import create_kafka_registry_app
 
     try:
         app_ = create_kafka_registry_app(_connection(data_dir), topic=topic)
@@ -343,6 +348,12 @@ def registry_serve(
 def _keys() -> RedactionKeys:
     """Pseudonym key from LIAISON_PSEUDONYM_KEY (hex) or the file LIAISON_PSEUDONYM_KEY_FILE
     names, else a random one for this run."""
+    import secrets
+
+    from pydantic import SecretBytes
+
+    from bus.policy import RedactionKeys
+
     raw = os.environ.get("LIAISON_PSEUDONYM_KEY")
     key_file = os.environ.get("LIAISON_PSEUDONYM_KEY_FILE")
     if not raw and key_file:
@@ -364,6 +375,10 @@ def _keys() -> RedactionKeys:
 
 
 def _compiled(path: Path, schemas: Path | None) -> tuple[BulletinSchema, CompiledPolicy]:
+    from bus.bulletin import BulletinSchema
+    from bus.policy import compile_policy, load_policy
+    from bus.schemas import SchemaCatalog
+
     schema = BulletinSchema(SchemaCatalog.load(schemas))
     return schema, compile_policy(load_policy(path), schema, _keys())
 
@@ -398,6 +413,11 @@ def policy_dry_run(
     schemas: SchemaDir = None,
 ) -> None:
     """Show each agency's view of a bulletin, and why, under a candidate policy."""
+    import json
+
+    from bus.bulletin import BulletinGenerator
+    from bus.policy import dry_run
+
     try:
         schema, compiled = _compiled(path, schemas)
         if bulletin is not None:
@@ -439,6 +459,10 @@ def policy_diff(
     schemas: SchemaDir = None,
 ) -> None:
     """Which agencies would gain or lose which kinds and fields."""
+    import json
+
+    from bus.policy import diff
+
     try:
         _, before = _compiled(old, schemas)
         _, after = _compiled(new, schemas)
@@ -460,6 +484,8 @@ _DEFAULT_CREDENTIALS = Path(".liaison/credentials")
 
 
 def _save_credentials(directory: Path, agency: str, bootstrap: str, password: str) -> Path:
+    from bus.credentials import save_credentials
+
     return save_credentials(directory, agency, bootstrap, password)
 
 
@@ -479,6 +505,8 @@ def agency_add(
     credentials_dir: CredentialsDir = _DEFAULT_CREDENTIALS,
 ) -> None:
     """Create the agency's topics, credentials and ACLs (idempotent)."""
+    import asyncio
+
     connection = _connection(data_dir)
     try:
         result = asyncio.run(_provisioned(connection, lambda p: p.add(agency, name=name)))
@@ -494,6 +522,8 @@ def agency_rotate(
     credentials_dir: CredentialsDir = _DEFAULT_CREDENTIALS,
 ) -> None:
     """Replace the agency's password; the old one stops working."""
+    import asyncio
+
     connection = _connection(data_dir)
     try:
         result = asyncio.run(_provisioned(connection, lambda p: p.rotate(agency)))
@@ -508,6 +538,8 @@ def agency_revoke(
     data_dir: DataDir = _DEFAULT_DATA_DIR,
 ) -> None:
     """Remove the agency's credentials and ACLs; its topics and data stay."""
+    import asyncio
+
     connection = _connection(data_dir)
     try:
         result = asyncio.run(_provisioned(connection, lambda p: p.revoke(agency)))
@@ -519,6 +551,10 @@ def agency_revoke(
 @agency_app.command("list")
 def agency_list(data_dir: DataDir = _DEFAULT_DATA_DIR) -> None:
     """Agencies recorded in the agencies topic."""
+    import asyncio
+
+    from bus.provision import Provisioner
+
     connection = _connection(data_dir)
     try:
         records = asyncio.run(Provisioner(connection).agencies())
@@ -533,6 +569,8 @@ def agency_list(data_dir: DataDir = _DEFAULT_DATA_DIR) -> None:
 async def _provisioned(
     connection: KafkaConnection, action: Callable[[Provisioner], Awaitable[ProvisionResult]]
 ) -> ProvisionResult:
+    from bus.provision import Provisioner
+
     provisioner = Provisioner(connection)
     await provisioner.ensure_bus_topics()
     return await action(provisioner)
@@ -546,6 +584,11 @@ def service_add(
     credentials_dir: CredentialsDir = _DEFAULT_CREDENTIALS,
 ) -> None:
     """Create a service principal (the edge router or the admin service) with only its ACLs."""
+    import asyncio
+    import secrets
+
+    from bus.provision import Provisioner, admin_service_acls, edge_acls
+
     names = TopicNames()
     acl_for = {"edge": edge_acls, "admin": admin_service_acls}
     if role not in acl_for:
@@ -574,6 +617,11 @@ def policy_publish(
     schemas: SchemaDir = None,
 ) -> None:
     """Validate a policy and make it the one in force (routers reload it without restart)."""
+    import asyncio
+    import json
+
+    from bus.edge import publish_policy
+
     try:
         _, compiled = _compiled(path, schemas)
         body = json.dumps(compiled.policy.model_dump(mode="json")).encode()
@@ -613,6 +661,16 @@ def edge_run(
     LIAISON_PSEUDONYM_KEY_FILE, required so tokens survive restarts. Audit signing key:
     --audit-key-file / LIAISON_AUDIT_KEY_FILE (or LIAISON_AUDIT_KEY, hex), required.
     """
+    import asyncio
+    import logging
+
+    from prometheus_client import start_http_server
+
+    from bus.audit import load_signer
+    from bus.bulletin import BulletinSchema
+    from bus.edge import EdgeConfig, EdgeRouter, install_stop_signals
+    from bus.schemas import SchemaCatalog
+
     if not (
         os.environ.get("LIAISON_PSEUDONYM_KEY") or os.environ.get("LIAISON_PSEUDONYM_KEY_FILE")
     ):
@@ -662,6 +720,8 @@ def edge_run(
 @adapter_app.command("list")
 def adapter_list() -> None:
     """List the installed adapter types (entry-point group liaison.adapters)."""
+    from bus.adapters import Direction, discover_adapters
+
     try:
         adapters = discover_adapters()
     except LiaisonError as exc:
@@ -685,6 +745,13 @@ def adapter_check(
     schemas: SchemaDir = None,
 ) -> None:
     """Validate a configuration file and every instance's config, without Kafka."""
+    from pydantic import SecretStr
+
+    from bus.adapters import AdapterRunner, load_runner_config
+    from bus.bulletin import BulletinSchema
+    from bus.kafka import KafkaConnection
+    from bus.schemas import SchemaCatalog
+
     try:
         loaded = load_runner_config(config)
         AdapterRunner(
@@ -715,6 +782,14 @@ def adapter_run(
     Credentials: LIAISON_KAFKA_BOOTSTRAP/USERNAME/PASSWORD (the agency's own).
     Exit codes: 0 stopped cleanly, 2 bad configuration or a failure.
     """
+    import asyncio
+    import logging
+
+    from bus.adapters import AdapterRunner, load_runner_config
+    from bus.bulletin import BulletinSchema
+    from bus.edge import install_stop_signals
+    from bus.schemas import SchemaCatalog
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         loaded = load_runner_config(config)

@@ -8,25 +8,22 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
-import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 from urllib.parse import quote
 
-import httpx
 import typer
-import yaml
-from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Table
-from rich.text import Text
 
-from bus.credentials import save_credentials
 from bus.errors import ConfigError, LiaisonError
+
+# httpx, yaml, rich's tables and progress bars, the Prometheus parser and the API itself
+# are imported by the commands that use them, so that `liaison` starts quickly.
+if TYPE_CHECKING:
+    import httpx
+    from rich.progress import Progress
 
 __all__ = ["api_app", "serve_api"]
 
@@ -89,6 +86,8 @@ class Api:
         if not token:
             err.print("no token: set LIAISON_API_TOKEN (or --token); an admin creates tokens")
             raise typer.Exit(code=2)
+        import httpx
+
         self.url = url.rstrip("/")
         self._client = httpx.Client(
             base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=120
@@ -101,6 +100,8 @@ class Api:
         self._client.close()  # however the command ends: its connections are released
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        import httpx
+
         try:
             response = self._client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
@@ -172,6 +173,9 @@ def _print_json(value: Any) -> None:
 
 
 def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title=title, title_justify="left")
     for column in columns:
         table.add_column(column)
@@ -181,12 +185,16 @@ def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) ->
 
 
 def _progress() -> Progress:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     return Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err
     )
 
 
 def _read_document(path: Path) -> dict[str, Any]:
+    import yaml
+
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
@@ -239,6 +247,8 @@ def serve(
     Credentials: LIAISON_KAFKA_CREDENTIALS (file) or LIAISON_KAFKA_BOOTSTRAP/USERNAME/
     PASSWORD. Create the first admin token with `liaison api tokens create admin --file`.
     """
+    import logging
+
     from bus.api import ApiSettings, create_app
     from bus.audit import load_signer
     from bus.cli import _connection
@@ -327,6 +337,8 @@ def _agency_rows(agencies: list[dict[str, Any]]) -> list[list[Any]]:
 
 def _keep_credentials(answer: dict[str, Any], directory: Path) -> dict[str, Any]:
     """Move the password from the answer into a 0600 file; the answer names the file."""
+    from bus.credentials import save_credentials
+
     credentials = answer.pop("credentials", None)
     if credentials:
         path = save_credentials(
@@ -791,6 +803,8 @@ def schemas_register(
 @api_app.command("health")
 def health(url: Url = _DEFAULT_URL, as_json: AsJson = False) -> None:
     """/healthz and /readyz (no token needed); exit 1 when not ready."""
+    import httpx
+
     try:
         live = httpx.get(f"{url.rstrip('/')}/healthz", timeout=10)
         ready = httpx.get(f"{url.rstrip('/')}/readyz", timeout=30)
@@ -810,6 +824,10 @@ def health(url: Url = _DEFAULT_URL, as_json: AsJson = False) -> None:
 @api_app.command("metrics")
 def metrics(url: Url = _DEFAULT_URL, token: Token = "", as_json: AsJson = False) -> None:
     """Print the Prometheus exposition (admin or auditor token); --json: each sample."""
+    import math
+
+    from prometheus_client.parser import text_string_to_metric_families
+
     text = _request(url, token, "GET", "/metrics")
     if not as_json:
         typer.echo(text, nl=False)
