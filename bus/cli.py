@@ -374,13 +374,23 @@ def _keys() -> RedactionKeys:
     return RedactionKeys(master=SecretBytes(secrets.token_bytes(32)))
 
 
-def _compiled(path: Path, schemas: Path | None) -> tuple[BulletinSchema, CompiledPolicy]:
+def _compiled(
+    path: Path, schemas: Path | None, keys: RedactionKeys | None = None
+) -> tuple[BulletinSchema, CompiledPolicy]:
+    """The policy compiled; ``keys`` only matter to a command that shows pseudonyms (dry
+    run): without them, a throwaway key, and no warning (checking, diffing or publishing a
+    policy makes no pseudonym)."""
+    import secrets
+
+    from pydantic import SecretBytes
+
     from bus.bulletin import BulletinSchema
-    from bus.policy import compile_policy, load_policy
+    from bus.policy import RedactionKeys, compile_policy, load_policy
     from bus.schemas import SchemaCatalog
 
     schema = BulletinSchema(SchemaCatalog.load(schemas))
-    return schema, compile_policy(load_policy(path), schema, _keys())
+    keys = keys or RedactionKeys(master=SecretBytes(secrets.token_bytes(32)))
+    return schema, compile_policy(load_policy(path), schema, keys)
 
 
 @policy_app.command("check")
@@ -419,7 +429,7 @@ def policy_dry_run(
     from bus.policy import dry_run
 
     try:
-        schema, compiled = _compiled(path, schemas)
+        schema, compiled = _compiled(path, schemas, _keys())
         if bulletin is not None:
             sample = schema.parse(json.loads(bulletin.read_text()))
         else:
