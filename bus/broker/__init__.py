@@ -10,11 +10,12 @@ names, so that ``liaison`` commands which only need :data:`KAFKA_VERSION` start 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
 from bus.broker._jars import KAFKA_VERSION, cache_root, kafka_libs
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from bus.broker._launcher import Broker, BrokerConfig, BrokerState, find_java, read_state
 
 __all__ = [
@@ -31,9 +32,13 @@ __all__ = [
 _LAUNCHER = frozenset({"Broker", "BrokerConfig", "BrokerState", "find_java", "read_state"})
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     if name in _LAUNCHER:
         from bus.broker import _launcher
 
         return getattr(_launcher, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
