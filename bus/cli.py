@@ -1,9 +1,18 @@
 """The ``liaison`` command line."""
 
+# ruff: noqa: E402 - the stop handlers are installed before the other imports, on purpose
+
 from __future__ import annotations
 
-import os
 import sys
+
+from bus.service import catch_early
+
+# First thing, before anything slow is imported: a service (edge run, adapter run, api
+# serve, registry serve) stops cleanly on SIGTERM or Ctrl-C from its first instant.
+catch_early(sys.argv[1:])
+
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -256,6 +265,46 @@ def _connection(data_dir: Path) -> KafkaConnection:
     return Broker.detached_connection(data_dir.resolve())
 
 
+AllowSuperUser = Annotated[
+    bool,
+    typer.Option(
+        "--allow-super-user",
+        help="Run even as a super user of the broker, which bypasses every ACL (a warning is "
+        "printed at each start). For tests and emergencies only.",
+    ),
+]
+
+
+def _service_connection(command: tuple[str, str], allow_super_user: bool) -> KafkaConnection:
+    """A service's own credentials, given explicitly (bus.service); exit 2 saying what to
+    set when there are none, or when they name a super user that was not allowed."""
+    from bus.service import service_connection
+
+    try:
+        return service_connection(command, allow_super_user=allow_super_user)
+    except ConfigError as exc:
+        raise _fail(exc) from exc
+
+
+async def _vetted(
+    command: tuple[str, str], connection: KafkaConnection, allow_super_user: bool
+) -> None:
+    """Ask the broker whether the service's principal is a super user: refused (exit 2)
+    unless allowed, and then a warning at every start."""
+    import asyncio
+
+    from bus.service import check_not_super_user
+
+    try:
+        warning = await asyncio.to_thread(
+            check_not_super_user, command, connection, allow_super_user=allow_super_user
+        )
+    except LiaisonError as exc:
+        raise _fail(exc) from exc
+    if warning is not None:
+        err.print(f"[bold red]{warning}[/]", highlight=False)
+
+
 @schemas_app.command("check")
 def schemas_check(schemas: SchemaDir = None) -> None:
     """Verify the frozen history and that the schema files match the latest releases."""
@@ -329,20 +378,47 @@ def schemas_register(
 
 @registry_app.command("serve")
 def registry_serve(
-    data_dir: DataDir = _DEFAULT_DATA_DIR,
     port: Annotated[int, typer.Option(help="HTTP port on 127.0.0.1.")] = 8081,
     topic: Annotated[str, typer.Option(help="The registry's topic.")] = _REGISTRY_TOPIC,
+    allow_super_user: AllowSuperUser = False,
 ) -> None:
-    """Serve the registry's REST API on 127.0.0.1 until Ctrl-C."""
+    """Serve the registry's REST API on 127.0.0.1 until SIGTERM or Ctrl-C (exit 0).
+
+    Credentials: LIAISON_KAFKA_CREDENTIALS (file) or LIAISON_KAFKA_BOOTSTRAP/USERNAME/PASSWORD
+    of a principal that may write the registry's topic (the admin service); never a super
+    user unless --allow-super-user.
+    """
+    import asyncio
+
     import uvicorn
 
     from bus.registry import create_kafka_registry_app
+    from bus.service import stop_signals
+    from bus.serving import EmbeddedServer, serve_until
 
-    try:
-        app_ = create_kafka_registry_app(_connection(data_dir), topic=topic)
-    except LiaisonError as exc:
-        raise _fail(exc) from exc
-    uvicorn.run(app_, host="127.0.0.1", port=port, log_level="info")
+    command = ("registry", "serve")
+    with stop_signals.handling():
+        connection = _service_connection(command, allow_super_user)
+        try:
+            app_ = create_kafka_registry_app(connection, topic=topic)
+        except LiaisonError as exc:
+            raise _fail(exc) from exc
+
+        async def main() -> None:
+            stop = stop_signals.event()
+            try:
+                if stop.is_set():
+                    return
+                await _vetted(command, connection, allow_super_user)
+                if stop.is_set():
+                    return
+                config = uvicorn.Config(app_, host="127.0.0.1", port=port, log_level="info")
+                await serve_until(EmbeddedServer(config), stop)
+            finally:
+                stop_signals.release()
+
+        asyncio.run(main())
+    err.print("registry stopped")
 
 
 def _keys() -> RedactionKeys:
@@ -661,13 +737,15 @@ def edge_run(
     announce_commits: Annotated[bool, typer.Option(hidden=True)] = False,
     pause_at: Annotated[str | None, typer.Option(hidden=True)] = None,
     pause_ms: Annotated[int, typer.Option(hidden=True)] = 0,
-    data_dir: DataDir = _DEFAULT_DATA_DIR,
     schemas: SchemaDir = None,
+    allow_super_user: AllowSuperUser = False,
 ) -> None:
-    """Route bulletins until SIGTERM or Ctrl-C (the open batch commits first).
+    """Route bulletins until SIGTERM or Ctrl-C (the open batch commits first; exit 0 at
+    whatever moment the signal comes).
 
     Credentials: LIAISON_KAFKA_CREDENTIALS (file) or LIAISON_KAFKA_BOOTSTRAP/USERNAME/PASSWORD
-    (the edge principal). Pseudonym key: LIAISON_PSEUDONYM_KEY (hex) or
+    of the edge principal (`liaison agency service edge`), never a super user unless
+    --allow-super-user. Pseudonym key: LIAISON_PSEUDONYM_KEY (hex) or
     LIAISON_PSEUDONYM_KEY_FILE, required so tokens survive restarts. Audit signing key:
     --audit-key-file / LIAISON_AUDIT_KEY_FILE (or LIAISON_AUDIT_KEY, hex), required.
     """
@@ -678,52 +756,66 @@ def edge_run(
 
     from bus.audit import load_signer
     from bus.bulletin import BulletinSchema
-    from bus.edge import EdgeConfig, EdgeRouter, install_stop_signals
+    from bus.edge import EdgeConfig, EdgeRouter
     from bus.schemas import SchemaCatalog
+    from bus.service import stop_signals
 
-    if not (
-        os.environ.get("LIAISON_PSEUDONYM_KEY") or os.environ.get("LIAISON_PSEUDONYM_KEY_FILE")
-    ):
-        err.print(
-            "LIAISON_PSEUDONYM_KEY (hex) or LIAISON_PSEUDONYM_KEY_FILE is required: "
-            "pseudonyms must survive restarts"
+    command = ("edge", "run")
+    with stop_signals.handling():
+        if not (
+            os.environ.get("LIAISON_PSEUDONYM_KEY") or os.environ.get("LIAISON_PSEUDONYM_KEY_FILE")
+        ):
+            err.print(
+                "LIAISON_PSEUDONYM_KEY (hex) or LIAISON_PSEUDONYM_KEY_FILE is required: "
+                "pseudonyms must survive restarts"
+            )
+            raise typer.Exit(code=2)
+        connection = _service_connection(command, allow_super_user)
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
         )
-        raise typer.Exit(code=2)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    try:
-        config = EdgeConfig(
-            instance=instance,
-            instances=of,
-            batch_max=batch_max,
-            commit_interval_ms=commit_interval_ms,
-            announce_commits=announce_commits,
-            pause_at=pause_at,
-            pause_ms=pause_ms,
-            names=TopicNames(prefix=prefix),
-        )
-        router = EdgeRouter(
-            _connection(data_dir),
-            BulletinSchema(SchemaCatalog.load(schemas)),
-            _keys(),
-            config,
-            signer=load_signer(audit_key_file),
-        )
-    except (LiaisonError, ValueError) as exc:
-        err.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(code=2) from exc
+        try:
+            config = EdgeConfig(
+                instance=instance,
+                instances=of,
+                batch_max=batch_max,
+                commit_interval_ms=commit_interval_ms,
+                announce_commits=announce_commits,
+                pause_at=pause_at,
+                pause_ms=pause_ms,
+                names=TopicNames(prefix=prefix),
+            )
+            router = EdgeRouter(
+                connection,
+                BulletinSchema(SchemaCatalog.load(schemas)),
+                _keys(),
+                config,
+                signer=load_signer(audit_key_file),
+            )
+        except (LiaisonError, ValueError) as exc:
+            err.print(f"[bold red]error:[/] {exc}")
+            raise typer.Exit(code=2) from exc
 
-    if metrics_port is not None:
-        start_http_server(metrics_port, addr=metrics_host, registry=router.metrics.registry)
+        async def main() -> None:
+            stop = stop_signals.event()
+            try:
+                if stop.is_set():
+                    return
+                await _vetted(command, connection, allow_super_user)
+                if stop.is_set():
+                    return
+                if metrics_port is not None:
+                    start_http_server(
+                        metrics_port, addr=metrics_host, registry=router.metrics.registry
+                    )
+                await router.run(stop)
+            finally:
+                stop_signals.release()
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        install_stop_signals(stop)
-        await router.run(stop)
-
-    try:
-        asyncio.run(main())
-    except LiaisonError as exc:
-        raise _fail(exc) from exc
+        try:
+            asyncio.run(main())
+        except LiaisonError as exc:
+            raise _fail(exc) from exc
     err.print(f"edge {instance}/{of} stopped: {router.stats}")
 
 
@@ -784,46 +876,61 @@ def adapter_run(
         int | None,
         typer.Option(help="Serve GET /healthz on 127.0.0.1:PORT (overrides the file)."),
     ] = None,
-    data_dir: DataDir = _DEFAULT_DATA_DIR,
     schemas: SchemaDir = None,
+    allow_super_user: AllowSuperUser = False,
 ) -> None:
     """Run the configured adapter instances for one agency until SIGTERM or Ctrl-C.
 
-    Credentials: LIAISON_KAFKA_BOOTSTRAP/USERNAME/PASSWORD (the agency's own).
-    Exit codes: 0 stopped cleanly, 2 bad configuration or a failure.
+    Credentials: LIAISON_KAFKA_CREDENTIALS (file) or LIAISON_KAFKA_BOOTSTRAP/USERNAME/PASSWORD
+    of the agency's own principal (`liaison agency add` writes them), never a super user
+    unless --allow-super-user.
+    Exit codes: 0 stopped cleanly (at whatever moment the signal comes), 2 bad
+    configuration or a failure.
     """
     import asyncio
     import logging
 
     from bus.adapters import AdapterRunner, load_runner_config
     from bus.bulletin import BulletinSchema
-    from bus.edge import install_stop_signals
     from bus.schemas import SchemaCatalog
+    from bus.service import stop_signals
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    try:
-        loaded = load_runner_config(config)
-        if health_port is not None:
-            loaded = loaded.model_copy(update={"health_port": health_port})
-        runner = AdapterRunner(
-            _connection(data_dir), loaded, schema=BulletinSchema(SchemaCatalog.load(schemas))
+    command = ("adapter", "run")
+    with stop_signals.handling():
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
         )
-    except LiaisonError as exc:
-        raise _fail(exc) from exc
+        try:
+            loaded = load_runner_config(config)
+            if health_port is not None:
+                loaded = loaded.model_copy(update={"health_port": health_port})
+            connection = _service_connection(command, allow_super_user)
+            runner = AdapterRunner(
+                connection, loaded, schema=BulletinSchema(SchemaCatalog.load(schemas))
+            )
+        except LiaisonError as exc:
+            raise _fail(exc) from exc
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        install_stop_signals(stop)
-        await runner.run(stop)
+        async def main() -> None:
+            stop = stop_signals.event()
+            try:
+                if stop.is_set():
+                    return
+                await _vetted(command, connection, allow_super_user)
+                if stop.is_set():
+                    return
+                await runner.run(stop)
+            finally:
+                stop_signals.release()
 
-    try:
-        asyncio.run(main())
-    except LiaisonError as exc:
-        raise _fail(exc) from exc
-    except Exception as exc:  # an adapter's bug: show it, exit 2 as documented
-        logging.getLogger("liaison.adapter").exception("the runner failed")
-        err.print(f"[bold red]error:[/] {type(exc).__name__} in an adapter: {exc}")
-        raise typer.Exit(code=2) from exc
+        try:
+            asyncio.run(main())
+        except LiaisonError as exc:
+            raise _fail(exc) from exc
+        except Exception as exc:  # an adapter's bug: show it, exit 2 as documented
+            logging.getLogger("liaison.adapter").exception("the runner failed")
+            err.print(f"[bold red]error:[/] {type(exc).__name__} in an adapter: {exc}")
+            raise typer.Exit(code=2) from exc
     err.print(runner.status().line(), highlight=False)
 
 

@@ -22,6 +22,8 @@ from bus.errors import ConfigError, LiaisonError
 # httpx, yaml, rich's tables and progress bars, the Prometheus parser and the API itself
 # are imported by the commands that use them, so that `liaison` starts quickly.
 if TYPE_CHECKING:
+    import asyncio
+
     import httpx
     from rich.progress import Progress
 
@@ -209,10 +211,14 @@ def _read_document(path: Path) -> dict[str, Any]:
 # -- serve ---------------------------------------------------------------------------
 
 
-def serve_api(host: str, port: int, app: Any) -> None:
+async def serve_api(host: str, port: int, app: Any, stop: asyncio.Event) -> None:
+    """Serve ``app`` until ``stop`` is set, then shut down cleanly."""
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
+    from bus.serving import EmbeddedServer, serve_until
+
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", proxy_headers=False)
+    await serve_until(EmbeddedServer(config), stop)
 
 
 @api_app.command("serve")
@@ -229,9 +235,6 @@ def serve(
         str | None,
         typer.Option(help="Bootstrap address given to agencies with their credentials."),
     ] = None,
-    data_dir: Annotated[
-        Path, typer.Option("--data-dir", envvar="LIAISON_BROKER_DIR", help="Local broker dir.")
-    ] = Path(".liaison/broker"),
     audit_key_file: Annotated[
         Path | None,
         typer.Option(
@@ -241,26 +244,59 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    allow_super_user: Annotated[
+        bool,
+        typer.Option(
+            "--allow-super-user",
+            help="Run even as a super user of the broker, which bypasses every ACL (a warning "
+            "is printed at each start). For tests and emergencies only.",
+        ),
+    ] = False,
 ) -> None:
-    """Serve the admin API until Ctrl-C, as the admin-service principal.
+    """Serve the admin API until SIGTERM or Ctrl-C (exit 0), as the admin-service principal.
 
     Credentials: LIAISON_KAFKA_CREDENTIALS (file) or LIAISON_KAFKA_BOOTSTRAP/USERNAME/
-    PASSWORD. Create the first admin token with `liaison api tokens create admin --file`.
+    PASSWORD of the admin service (`liaison agency service admin` writes them), never a
+    super user unless --allow-super-user. Create the first admin token with `liaison api
+    tokens create admin --file`.
     """
+    import asyncio
     import logging
 
     from bus.api import ApiSettings, create_app
     from bus.audit import load_signer
-    from bus.cli import _connection
+    from bus.cli import _service_connection, _vetted
+    from bus.service import stop_signals
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    try:
-        settings = ApiSettings(prefix=prefix, tokens_path=tokens, public_bootstrap=public_bootstrap)
-        app = create_app(_connection(data_dir), settings, signer=load_signer(audit_key_file))
-    except (LiaisonError, ValueError) as exc:
-        _error(str(exc))
-        raise typer.Exit(code=2) from exc
-    serve_api(host, port, app)
+    command = ("api", "serve")
+    with stop_signals.handling():
+        connection = _service_connection(command, allow_super_user)
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        )
+        try:
+            settings = ApiSettings(
+                prefix=prefix, tokens_path=tokens, public_bootstrap=public_bootstrap
+            )
+            app = create_app(connection, settings, signer=load_signer(audit_key_file))
+        except (LiaisonError, ValueError) as exc:
+            _error(str(exc))
+            raise typer.Exit(code=2) from exc
+
+        async def main() -> None:
+            stop = stop_signals.event()
+            try:
+                if stop.is_set():
+                    return
+                await _vetted(command, connection, allow_super_user)
+                if stop.is_set():
+                    return
+                await serve_api(host, port, app, stop)
+            finally:
+                stop_signals.release()
+
+        asyncio.run(main())
+    _note("admin API stopped")
 
 
 # -- tokens --------------------------------------------------------------------------
