@@ -1,67 +1,43 @@
 """The ``liaison`` command line."""
 
+# ruff: noqa: E402 - the stop handlers are installed before the other imports, on purpose
+
 from __future__ import annotations
 
-import asyncio
-import json
-import logging
-import os
-import secrets
-import signal
 import sys
-import time
-from collections.abc import Awaitable, Callable
+
+from bus.service import catch_early
+
+# First thing, before anything slow is imported: a service (edge run, adapter run, api
+# serve, registry serve) stops cleanly on SIGTERM or Ctrl-C from its first instant.
+catch_early(sys.argv[1:])
+
+import os
 from pathlib import Path
-from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from prometheus_client import start_http_server
-from pydantic import SecretBytes, SecretStr
 from rich.console import Console
 
-from bus.adapters import (
-    AdapterRunner,
-    Direction,
-    discover_adapters,
-    load_runner_config,
-)
-from bus.audit import load_signer
-from bus.broker import KAFKA_VERSION, Broker, BrokerConfig, cache_root, kafka_libs
-from bus.broker._compose import render_compose
-from bus.broker._launcher import read_state
-from bus.bulletin import BulletinGenerator, BulletinSchema
+from bus.broker import KAFKA_VERSION, cache_root, kafka_libs
 from bus.cli_api import api_app
 from bus.cli_audit import audit_app
 from bus.cli_demo import demo_app
-from bus.credentials import connection_from_file, save_credentials
-from bus.edge import (
-    DEFAULT_MAX_ENTRIES,
-    DEFAULT_WINDOW_S,
-    EdgeConfig,
-    EdgeRouter,
-    install_stop_signals,
-    publish_policy,
-)
+from bus.edge import DEFAULT_MAX_ENTRIES, DEFAULT_WINDOW_S
 from bus.errors import ConfigError, LiaisonError
-from bus.kafka import KafkaAdmin, KafkaConnection
-from bus.policy import (
-    CompiledPolicy,
-    RedactionKeys,
-    compile_policy,
-    diff,
-    dry_run,
-    load_policy,
-)
-from bus.provision import Provisioner, ProvisionResult, admin_service_acls, edge_acls
-from bus.registry import (
-    DEFAULT_TOPIC,
-    KafkaRegistryStore,
-    SchemaRegistry,
-    create_kafka_registry_app,
-)
-from bus.schemas import ROOTS, SchemaCatalog, check_history, release, releases
 from bus.topics import TopicNames
+
+# Heavy modules (Kafka clients, FastAPI, uvicorn, Avro, cryptography, the policy compiler)
+# are imported inside the commands that use them: `liaison --help` and quick commands start
+# in a fraction of a second (benchmarks/startup.py; tests/unit/test_cli_startup.py).
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from types import FrameType
+
+    from bus.bulletin import BulletinSchema
+    from bus.kafka import KafkaConnection
+    from bus.policy import CompiledPolicy, RedactionKeys
+    from bus.provision import Provisioner, ProvisionResult
 
 app = typer.Typer(
     name="liaison",
@@ -117,6 +93,8 @@ DataDir = Annotated[
     ),
 ]
 _DEFAULT_DATA_DIR = Path(".liaison/broker")
+_REGISTRY_TOPIC = TopicNames().schemas
+"""bus.registry.DEFAULT_TOPIC, without importing the registry (and its Kafka clients)."""
 
 
 def _fail(exc: LiaisonError) -> typer.Exit:
@@ -133,6 +111,8 @@ def broker_fetch(
     version: Annotated[str, typer.Option(help="Apache Kafka version.")] = KAFKA_VERSION,
 ) -> None:
     """Resolve the Kafka broker jars from Maven Central into the cache (once per version)."""
+    import time
+
     started = time.monotonic()
     try:
         libs = kafka_libs(version, progress=lambda m: err.print(m, highlight=False))
@@ -156,6 +136,11 @@ def broker_start(
     ] = 120.0,
 ) -> None:
     """Start the broker; in the foreground it runs until Ctrl-C (or SIGTERM)."""
+    import signal
+    import time
+
+    from bus.broker import Broker, BrokerConfig
+
     config = BrokerConfig(
         data_dir=data_dir.resolve(),
         client_port=client_port,
@@ -194,6 +179,8 @@ def broker_start(
 @broker_app.command("stop")
 def broker_stop(data_dir: DataDir = _DEFAULT_DATA_DIR) -> None:
     """Stop a broker started with ``--detach``."""
+    from bus.broker import Broker
+
     try:
         pid = Broker.stop_detached(data_dir.resolve())
     except LiaisonError as exc:
@@ -204,6 +191,9 @@ def broker_stop(data_dir: DataDir = _DEFAULT_DATA_DIR) -> None:
 @broker_app.command("status")
 def broker_status(data_dir: DataDir = _DEFAULT_DATA_DIR) -> None:
     """Say whether a detached broker runs and answers authenticated requests (exit 0 if so)."""
+    from bus.broker import Broker, read_state
+    from bus.kafka import KafkaAdmin
+
     data_dir = data_dir.resolve()
     if not Broker.is_detached_running(data_dir):
         out.print(f"no broker running for {data_dir}")
@@ -228,6 +218,8 @@ def broker_compose(
     ),
 ) -> None:
     """Write docker-compose.yml from the launcher's own broker settings."""
+    from bus.broker._compose import render_compose
+
     output.write_text(render_compose())
     out.print(f"wrote {output}")
 
@@ -252,6 +244,12 @@ def _connection(data_dir: Path) -> KafkaConnection:
     """Kafka credentials, first found of: LIAISON_KAFKA_CREDENTIALS (a credentials file
     written by provisioning), LIAISON_KAFKA_BOOTSTRAP/USERNAME/PASSWORD, the local broker
     in ``data_dir``."""
+    from pydantic import SecretStr
+
+    from bus.broker import Broker
+    from bus.credentials import connection_from_file
+    from bus.kafka import KafkaConnection
+
     credentials = os.environ.get("LIAISON_KAFKA_CREDENTIALS")
     if credentials:
         try:
@@ -268,9 +266,51 @@ def _connection(data_dir: Path) -> KafkaConnection:
     return Broker.detached_connection(data_dir.resolve())
 
 
+AllowSuperUser = Annotated[
+    bool,
+    typer.Option(
+        "--allow-super-user",
+        help="Run even as a super user of the broker, which bypasses every ACL (a warning is "
+        "printed at each start). For tests and emergencies only.",
+    ),
+]
+
+
+def _service_connection(command: tuple[str, str], allow_super_user: bool) -> KafkaConnection:
+    """A service's own credentials, given explicitly (bus.service); exit 2 saying what to
+    set when there are none, or when they name a super user that was not allowed."""
+    from bus.service import service_connection
+
+    try:
+        return service_connection(command, allow_super_user=allow_super_user)
+    except ConfigError as exc:
+        raise _fail(exc) from exc
+
+
+async def _vetted(
+    command: tuple[str, str], connection: KafkaConnection, allow_super_user: bool
+) -> None:
+    """Ask the broker whether the service's principal is a super user: refused (exit 2)
+    unless allowed, and then a warning at every start."""
+    import asyncio
+
+    from bus.service import check_not_super_user
+
+    try:
+        warning = await asyncio.to_thread(
+            check_not_super_user, command, connection, allow_super_user=allow_super_user
+        )
+    except LiaisonError as exc:
+        raise _fail(exc) from exc
+    if warning is not None:
+        err.print(f"[bold red]{warning}[/]", highlight=False)
+
+
 @schemas_app.command("check")
 def schemas_check(schemas: SchemaDir = None) -> None:
     """Verify the frozen history and that the schema files match the latest releases."""
+    from bus.schemas import ROOTS, SchemaCatalog, check_history
+
     try:
         catalog = SchemaCatalog.load(schemas)
         current = [check_history(catalog, root) for root in ROOTS]
@@ -284,6 +324,8 @@ def schemas_check(schemas: SchemaDir = None) -> None:
 @schemas_app.command("release")
 def schemas_release(schemas: SchemaDir = None) -> None:
     """Freeze changed schemas as their next versions, after a compatibility check."""
+    from bus.schemas import ROOTS, SchemaCatalog, release, releases
+
     try:
         catalog = SchemaCatalog.load(schemas)
         for root in ROOTS:
@@ -301,12 +343,16 @@ def schemas_release(schemas: SchemaDir = None) -> None:
 def schemas_register(
     schemas: SchemaDir = None,
     data_dir: DataDir = _DEFAULT_DATA_DIR,
-    topic: Annotated[str, typer.Option(help="The registry's topic.")] = DEFAULT_TOPIC,
+    topic: Annotated[str, typer.Option(help="The registry's topic.")] = _REGISTRY_TOPIC,
 ) -> None:
     """Register every released version of each schema, in order (idempotent).
 
     Subjects are the records' full names (Confluent's RecordNameStrategy).
     """
+    import asyncio
+
+    from bus.registry import KafkaRegistryStore, SchemaRegistry
+    from bus.schemas import ROOTS, SchemaCatalog, check_history, releases
 
     async def register_all(catalog: SchemaCatalog) -> list[str]:
         lines = []
@@ -333,23 +379,58 @@ def schemas_register(
 
 @registry_app.command("serve")
 def registry_serve(
-    data_dir: DataDir = _DEFAULT_DATA_DIR,
     port: Annotated[int, typer.Option(help="HTTP port on 127.0.0.1.")] = 8081,
-    topic: Annotated[str, typer.Option(help="The registry's topic.")] = DEFAULT_TOPIC,
+    topic: Annotated[str, typer.Option(help="The registry's topic.")] = _REGISTRY_TOPIC,
+    allow_super_user: AllowSuperUser = False,
 ) -> None:
-    """Serve the registry's REST API on 127.0.0.1 until Ctrl-C."""
+    """Serve the registry's REST API on 127.0.0.1 until SIGTERM or Ctrl-C (exit 0).
+
+    Credentials: LIAISON_KAFKA_CREDENTIALS (file) or LIAISON_KAFKA_BOOTSTRAP/USERNAME/PASSWORD
+    of a principal that may write the registry's topic (the admin service); never a super
+    user unless --allow-super-user.
+    """
+    import asyncio
+
     import uvicorn
 
-    try:
-        app_ = create_kafka_registry_app(_connection(data_dir), topic=topic)
-    except LiaisonError as exc:
-        raise _fail(exc) from exc
-    uvicorn.run(app_, host="127.0.0.1", port=port, log_level="info")
+    from bus.registry import create_kafka_registry_app
+    from bus.service import stop_signals
+    from bus.serving import EmbeddedServer, serve_until
+
+    command = ("registry", "serve")
+    with stop_signals.handling():
+        connection = _service_connection(command, allow_super_user)
+        try:
+            app_ = create_kafka_registry_app(connection, topic=topic)
+        except LiaisonError as exc:
+            raise _fail(exc) from exc
+
+        async def main() -> None:
+            stop = stop_signals.event()
+            try:
+                if stop.is_set():
+                    return
+                await _vetted(command, connection, allow_super_user)
+                if stop.is_set():
+                    return
+                config = uvicorn.Config(app_, host="127.0.0.1", port=port, log_level="info")
+                await serve_until(EmbeddedServer(config), stop)
+            finally:
+                stop_signals.release()
+
+        asyncio.run(main())
+    err.print("registry stopped")
 
 
 def _keys() -> RedactionKeys:
     """Pseudonym key from LIAISON_PSEUDONYM_KEY (hex) or the file LIAISON_PSEUDONYM_KEY_FILE
     names, else a random one for this run."""
+    import secrets
+
+    from pydantic import SecretBytes
+
+    from bus.policy import RedactionKeys
+
     raw = os.environ.get("LIAISON_PSEUDONYM_KEY")
     key_file = os.environ.get("LIAISON_PSEUDONYM_KEY_FILE")
     if not raw and key_file:
@@ -370,9 +451,23 @@ def _keys() -> RedactionKeys:
     return RedactionKeys(master=SecretBytes(secrets.token_bytes(32)))
 
 
-def _compiled(path: Path, schemas: Path | None) -> tuple[BulletinSchema, CompiledPolicy]:
+def _compiled(
+    path: Path, schemas: Path | None, keys: RedactionKeys | None = None
+) -> tuple[BulletinSchema, CompiledPolicy]:
+    """The policy compiled; ``keys`` only matter to a command that shows pseudonyms (dry
+    run): without them, a throwaway key, and no warning (checking, diffing or publishing a
+    policy makes no pseudonym)."""
+    import secrets
+
+    from pydantic import SecretBytes
+
+    from bus.bulletin import BulletinSchema
+    from bus.policy import RedactionKeys, compile_policy, load_policy
+    from bus.schemas import SchemaCatalog
+
     schema = BulletinSchema(SchemaCatalog.load(schemas))
-    return schema, compile_policy(load_policy(path), schema, _keys())
+    keys = keys or RedactionKeys(master=SecretBytes(secrets.token_bytes(32)))
+    return schema, compile_policy(load_policy(path), schema, keys)
 
 
 @policy_app.command("check")
@@ -405,8 +500,13 @@ def policy_dry_run(
     schemas: SchemaDir = None,
 ) -> None:
     """Show each agency's view of a bulletin, and why, under a candidate policy."""
+    import json
+
+    from bus.bulletin import BulletinGenerator
+    from bus.policy import dry_run
+
     try:
-        schema, compiled = _compiled(path, schemas)
+        schema, compiled = _compiled(path, schemas, _keys())
         if bulletin is not None:
             sample = schema.parse(json.loads(bulletin.read_text()))
         else:
@@ -446,6 +546,10 @@ def policy_diff(
     schemas: SchemaDir = None,
 ) -> None:
     """Which agencies would gain or lose which kinds and fields."""
+    import json
+
+    from bus.policy import diff
+
     try:
         _, before = _compiled(old, schemas)
         _, after = _compiled(new, schemas)
@@ -467,6 +571,8 @@ _DEFAULT_CREDENTIALS = Path(".liaison/credentials")
 
 
 def _save_credentials(directory: Path, agency: str, bootstrap: str, password: str) -> Path:
+    from bus.credentials import save_credentials
+
     return save_credentials(directory, agency, bootstrap, password)
 
 
@@ -499,6 +605,8 @@ def agency_add(
     credentials_dir: CredentialsDir = _DEFAULT_CREDENTIALS,
 ) -> None:
     """Create the agency's topics, credentials and ACLs (idempotent)."""
+    import asyncio
+
     connection = _connection(data_dir)
     try:
         result = asyncio.run(
@@ -529,6 +637,10 @@ def agency_partitions(
     Running routers and sink adapters pick the new partitions up; a bulletin id's later
     records may land on another partition than its earlier ones (docs/edge.md, Partitions).
     """
+    import asyncio
+
+    from bus.provision import Provisioner
+
     connection = _connection(data_dir)
     try:
         provisioner = Provisioner(connection, names=TopicNames(prefix=prefix))
@@ -546,6 +658,8 @@ def agency_rotate(
     credentials_dir: CredentialsDir = _DEFAULT_CREDENTIALS,
 ) -> None:
     """Replace the agency's password; the old one stops working."""
+    import asyncio
+
     connection = _connection(data_dir)
     try:
         result = asyncio.run(_provisioned(connection, lambda p: p.rotate(agency)))
@@ -560,6 +674,8 @@ def agency_revoke(
     data_dir: DataDir = _DEFAULT_DATA_DIR,
 ) -> None:
     """Remove the agency's credentials and ACLs; its topics and data stay."""
+    import asyncio
+
     connection = _connection(data_dir)
     try:
         result = asyncio.run(_provisioned(connection, lambda p: p.revoke(agency)))
@@ -571,6 +687,10 @@ def agency_revoke(
 @agency_app.command("list")
 def agency_list(data_dir: DataDir = _DEFAULT_DATA_DIR) -> None:
     """Agencies recorded in the agencies topic."""
+    import asyncio
+
+    from bus.provision import Provisioner
+
     connection = _connection(data_dir)
     try:
         records = asyncio.run(Provisioner(connection).agencies())
@@ -587,6 +707,8 @@ async def _provisioned(
     action: Callable[[Provisioner], Awaitable[ProvisionResult]],
     names: TopicNames | None = None,
 ) -> ProvisionResult:
+    from bus.provision import Provisioner
+
     provisioner = Provisioner(connection, names=names)
     await provisioner.ensure_bus_topics()
     return await action(provisioner)
@@ -600,6 +722,11 @@ def service_add(
     credentials_dir: CredentialsDir = _DEFAULT_CREDENTIALS,
 ) -> None:
     """Create a service principal (the edge router or the admin service) with only its ACLs."""
+    import asyncio
+    import secrets
+
+    from bus.provision import Provisioner, admin_service_acls, edge_acls
+
     names = TopicNames()
     acl_for = {"edge": edge_acls, "admin": admin_service_acls}
     if role not in acl_for:
@@ -628,6 +755,11 @@ def policy_publish(
     schemas: SchemaDir = None,
 ) -> None:
     """Validate a policy and make it the one in force (routers reload it without restart)."""
+    import asyncio
+    import json
+
+    from bus.edge import publish_policy
+
     try:
         _, compiled = _compiled(path, schemas)
         body = json.dumps(compiled.policy.model_dump(mode="json")).encode()
@@ -667,67 +799,95 @@ def edge_run(
     announce_commits: Annotated[bool, typer.Option(hidden=True)] = False,
     pause_at: Annotated[str | None, typer.Option(hidden=True)] = None,
     pause_ms: Annotated[int, typer.Option(hidden=True)] = 0,
-    data_dir: DataDir = _DEFAULT_DATA_DIR,
     schemas: SchemaDir = None,
+    allow_super_user: AllowSuperUser = False,
 ) -> None:
-    """Route bulletins until SIGTERM or Ctrl-C (the open batch commits first).
+    """Route bulletins until SIGTERM or Ctrl-C (the open batch commits first; exit 0 at
+    whatever moment the signal comes).
 
     Credentials: LIAISON_KAFKA_CREDENTIALS (file) or LIAISON_KAFKA_BOOTSTRAP/USERNAME/PASSWORD
-    (the edge principal). Pseudonym key: LIAISON_PSEUDONYM_KEY (hex) or
+    of the edge principal (`liaison agency service edge`), never a super user unless
+    --allow-super-user. Pseudonym key: LIAISON_PSEUDONYM_KEY (hex) or
     LIAISON_PSEUDONYM_KEY_FILE, required so tokens survive restarts. Audit signing key:
     --audit-key-file / LIAISON_AUDIT_KEY_FILE (or LIAISON_AUDIT_KEY, hex), required.
     """
-    if not (
-        os.environ.get("LIAISON_PSEUDONYM_KEY") or os.environ.get("LIAISON_PSEUDONYM_KEY_FILE")
-    ):
-        err.print(
-            "LIAISON_PSEUDONYM_KEY (hex) or LIAISON_PSEUDONYM_KEY_FILE is required: "
-            "pseudonyms must survive restarts"
-        )
-        raise typer.Exit(code=2)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    try:
-        config = EdgeConfig(
-            instance=instance,
-            instances=of,
-            batch_max=batch_max,
-            commit_interval_ms=commit_interval_ms,
-            dedup_window_s=dedup_window_s,
-            dedup_max_entries=dedup_max_entries,
-            announce_commits=announce_commits,
-            pause_at=pause_at,
-            pause_ms=pause_ms,
-            names=TopicNames(prefix=prefix),
-        )
-        router = EdgeRouter(
-            _connection(data_dir),
-            BulletinSchema(SchemaCatalog.load(schemas)),
-            _keys(),
-            config,
-            signer=load_signer(audit_key_file),
-        )
-    except (LiaisonError, ValueError) as exc:
-        err.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(code=2) from exc
+    import asyncio
+    import logging
 
-    if metrics_port is not None:
-        start_http_server(metrics_port, addr=metrics_host, registry=router.metrics.registry)
+    from prometheus_client import start_http_server
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        install_stop_signals(stop)
-        await router.run(stop)
+    from bus.audit import load_signer
+    from bus.bulletin import BulletinSchema
+    from bus.edge import EdgeConfig, EdgeRouter
+    from bus.schemas import SchemaCatalog
+    from bus.service import stop_signals
 
-    try:
-        asyncio.run(main())
-    except LiaisonError as exc:
-        raise _fail(exc) from exc
+    command = ("edge", "run")
+    with stop_signals.handling():
+        if not (
+            os.environ.get("LIAISON_PSEUDONYM_KEY") or os.environ.get("LIAISON_PSEUDONYM_KEY_FILE")
+        ):
+            err.print(
+                "LIAISON_PSEUDONYM_KEY (hex) or LIAISON_PSEUDONYM_KEY_FILE is required: "
+                "pseudonyms must survive restarts"
+            )
+            raise typer.Exit(code=2)
+        connection = _service_connection(command, allow_super_user)
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        )
+        try:
+            config = EdgeConfig(
+                instance=instance,
+                instances=of,
+                batch_max=batch_max,
+                commit_interval_ms=commit_interval_ms,
+                dedup_window_s=dedup_window_s,
+                dedup_max_entries=dedup_max_entries,
+                announce_commits=announce_commits,
+                pause_at=pause_at,
+                pause_ms=pause_ms,
+                names=TopicNames(prefix=prefix),
+            )
+            router = EdgeRouter(
+                connection,
+                BulletinSchema(SchemaCatalog.load(schemas)),
+                _keys(),
+                config,
+                signer=load_signer(audit_key_file),
+            )
+        except (LiaisonError, ValueError) as exc:
+            err.print(f"[bold red]error:[/] {exc}")
+            raise typer.Exit(code=2) from exc
+
+        async def main() -> None:
+            stop = stop_signals.event()
+            try:
+                if stop.is_set():
+                    return
+                await _vetted(command, connection, allow_super_user)
+                if stop.is_set():
+                    return
+                if metrics_port is not None:
+                    start_http_server(
+                        metrics_port, addr=metrics_host, registry=router.metrics.registry
+                    )
+                await router.run(stop)
+            finally:
+                stop_signals.release()
+
+        try:
+            asyncio.run(main())
+        except LiaisonError as exc:
+            raise _fail(exc) from exc
     err.print(f"edge {instance}/{of} stopped: {router.stats}")
 
 
 @adapter_app.command("list")
 def adapter_list() -> None:
     """List the installed adapter types (entry-point group liaison.adapters)."""
+    from bus.adapters import Direction, discover_adapters
+
     try:
         adapters = discover_adapters()
     except LiaisonError as exc:
@@ -751,6 +911,13 @@ def adapter_check(
     schemas: SchemaDir = None,
 ) -> None:
     """Validate a configuration file and every instance's config, without Kafka."""
+    from pydantic import SecretStr
+
+    from bus.adapters import AdapterRunner, load_runner_config
+    from bus.bulletin import BulletinSchema
+    from bus.kafka import KafkaConnection
+    from bus.schemas import SchemaCatalog
+
     try:
         loaded = load_runner_config(config)
         AdapterRunner(
@@ -773,38 +940,61 @@ def adapter_run(
         int | None,
         typer.Option(help="Serve GET /healthz on 127.0.0.1:PORT (overrides the file)."),
     ] = None,
-    data_dir: DataDir = _DEFAULT_DATA_DIR,
     schemas: SchemaDir = None,
+    allow_super_user: AllowSuperUser = False,
 ) -> None:
     """Run the configured adapter instances for one agency until SIGTERM or Ctrl-C.
 
-    Credentials: LIAISON_KAFKA_BOOTSTRAP/USERNAME/PASSWORD (the agency's own).
-    Exit codes: 0 stopped cleanly, 2 bad configuration or a failure.
+    Credentials: LIAISON_KAFKA_CREDENTIALS (file) or LIAISON_KAFKA_BOOTSTRAP/USERNAME/PASSWORD
+    of the agency's own principal (`liaison agency add` writes them), never a super user
+    unless --allow-super-user.
+    Exit codes: 0 stopped cleanly (at whatever moment the signal comes), 2 bad
+    configuration or a failure.
     """
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    try:
-        loaded = load_runner_config(config)
-        if health_port is not None:
-            loaded = loaded.model_copy(update={"health_port": health_port})
-        runner = AdapterRunner(
-            _connection(data_dir), loaded, schema=BulletinSchema(SchemaCatalog.load(schemas))
+    import asyncio
+    import logging
+
+    from bus.adapters import AdapterRunner, load_runner_config
+    from bus.bulletin import BulletinSchema
+    from bus.schemas import SchemaCatalog
+    from bus.service import stop_signals
+
+    command = ("adapter", "run")
+    with stop_signals.handling():
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
         )
-    except LiaisonError as exc:
-        raise _fail(exc) from exc
+        try:
+            loaded = load_runner_config(config)
+            if health_port is not None:
+                loaded = loaded.model_copy(update={"health_port": health_port})
+            connection = _service_connection(command, allow_super_user)
+            runner = AdapterRunner(
+                connection, loaded, schema=BulletinSchema(SchemaCatalog.load(schemas))
+            )
+        except LiaisonError as exc:
+            raise _fail(exc) from exc
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        install_stop_signals(stop)
-        await runner.run(stop)
+        async def main() -> None:
+            stop = stop_signals.event()
+            try:
+                if stop.is_set():
+                    return
+                await _vetted(command, connection, allow_super_user)
+                if stop.is_set():
+                    return
+                await runner.run(stop)
+            finally:
+                stop_signals.release()
 
-    try:
-        asyncio.run(main())
-    except LiaisonError as exc:
-        raise _fail(exc) from exc
-    except Exception as exc:  # an adapter's bug: show it, exit 2 as documented
-        logging.getLogger("liaison.adapter").exception("the runner failed")
-        err.print(f"[bold red]error:[/] {type(exc).__name__} in an adapter: {exc}")
-        raise typer.Exit(code=2) from exc
+        try:
+            asyncio.run(main())
+        except LiaisonError as exc:
+            raise _fail(exc) from exc
+        except Exception as exc:  # an adapter's bug: show it, exit 2 as documented
+            logging.getLogger("liaison.adapter").exception("the runner failed")
+            err.print(f"[bold red]error:[/] {type(exc).__name__} in an adapter: {exc}")
+            raise typer.Exit(code=2) from exc
     err.print(runner.status().line(), highlight=False)
 
 

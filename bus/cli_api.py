@@ -8,25 +8,24 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
-import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 from urllib.parse import quote
 
-import httpx
 import typer
-import yaml
-from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Table
-from rich.text import Text
 
-from bus.credentials import save_credentials
 from bus.errors import ConfigError, LiaisonError
+
+# httpx, yaml, rich's tables and progress bars, the Prometheus parser and the API itself
+# are imported by the commands that use them, so that `liaison` starts quickly.
+if TYPE_CHECKING:
+    import asyncio
+
+    import httpx
+    from rich.progress import Progress
 
 __all__ = ["api_app", "serve_api"]
 
@@ -89,6 +88,8 @@ class Api:
         if not token:
             err.print("no token: set LIAISON_API_TOKEN (or --token); an admin creates tokens")
             raise typer.Exit(code=2)
+        import httpx
+
         self.url = url.rstrip("/")
         self._client = httpx.Client(
             base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=120
@@ -101,6 +102,8 @@ class Api:
         self._client.close()  # however the command ends: its connections are released
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        import httpx
+
         try:
             response = self._client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
@@ -172,6 +175,9 @@ def _print_json(value: Any) -> None:
 
 
 def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title=title, title_justify="left")
     for column in columns:
         table.add_column(column)
@@ -181,12 +187,16 @@ def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) ->
 
 
 def _progress() -> Progress:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     return Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err
     )
 
 
 def _read_document(path: Path) -> dict[str, Any]:
+    import yaml
+
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
@@ -201,12 +211,12 @@ def _read_document(path: Path) -> dict[str, Any]:
 # -- serve ---------------------------------------------------------------------------
 
 
-def serve_api(host: str, port: int, app: Any) -> None:
-    import uvicorn
+async def serve_api(host: str, port: int, app: Any, stop: asyncio.Event) -> None:
+    """Serve ``app`` until ``stop`` is set, then shut down cleanly."""
+    from bus.serving import EmbeddedServer, http_config, serve_until
 
-    from bus.serving import http_options
-
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False, **http_options())
+    config = http_config(app, host=host, port=port, log_level="info", proxy_headers=False)
+    await serve_until(EmbeddedServer(config), stop)
 
 
 @api_app.command("serve")
@@ -223,9 +233,6 @@ def serve(
         str | None,
         typer.Option(help="Bootstrap address given to agencies with their credentials."),
     ] = None,
-    data_dir: Annotated[
-        Path, typer.Option("--data-dir", envvar="LIAISON_BROKER_DIR", help="Local broker dir.")
-    ] = Path(".liaison/broker"),
     audit_key_file: Annotated[
         Path | None,
         typer.Option(
@@ -235,24 +242,59 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    allow_super_user: Annotated[
+        bool,
+        typer.Option(
+            "--allow-super-user",
+            help="Run even as a super user of the broker, which bypasses every ACL (a warning "
+            "is printed at each start). For tests and emergencies only.",
+        ),
+    ] = False,
 ) -> None:
-    """Serve the admin API until Ctrl-C, as the admin-service principal.
+    """Serve the admin API until SIGTERM or Ctrl-C (exit 0), as the admin-service principal.
 
     Credentials: LIAISON_KAFKA_CREDENTIALS (file) or LIAISON_KAFKA_BOOTSTRAP/USERNAME/
-    PASSWORD. Create the first admin token with `liaison api tokens create admin --file`.
+    PASSWORD of the admin service (`liaison agency service admin` writes them), never a
+    super user unless --allow-super-user. Create the first admin token with `liaison api
+    tokens create admin --file`.
     """
+    import asyncio
+    import logging
+
     from bus.api import ApiSettings, create_app
     from bus.audit import load_signer
-    from bus.cli import _connection
+    from bus.cli import _service_connection, _vetted
+    from bus.service import stop_signals
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    try:
-        settings = ApiSettings(prefix=prefix, tokens_path=tokens, public_bootstrap=public_bootstrap)
-        app = create_app(_connection(data_dir), settings, signer=load_signer(audit_key_file))
-    except (LiaisonError, ValueError) as exc:
-        _error(str(exc))
-        raise typer.Exit(code=2) from exc
-    serve_api(host, port, app)
+    command = ("api", "serve")
+    with stop_signals.handling():
+        connection = _service_connection(command, allow_super_user)
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        )
+        try:
+            settings = ApiSettings(
+                prefix=prefix, tokens_path=tokens, public_bootstrap=public_bootstrap
+            )
+            app = create_app(connection, settings, signer=load_signer(audit_key_file))
+        except (LiaisonError, ValueError) as exc:
+            _error(str(exc))
+            raise typer.Exit(code=2) from exc
+
+        async def main() -> None:
+            stop = stop_signals.event()
+            try:
+                if stop.is_set():
+                    return
+                await _vetted(command, connection, allow_super_user)
+                if stop.is_set():
+                    return
+                await serve_api(host, port, app, stop)
+            finally:
+                stop_signals.release()
+
+        asyncio.run(main())
+    _note("admin API stopped")
 
 
 # -- tokens --------------------------------------------------------------------------
@@ -329,6 +371,8 @@ def _agency_rows(agencies: list[dict[str, Any]]) -> list[list[Any]]:
 
 def _keep_credentials(answer: dict[str, Any], directory: Path) -> dict[str, Any]:
     """Move the password from the answer into a 0600 file; the answer names the file."""
+    from bus.credentials import save_credentials
+
     credentials = answer.pop("credentials", None)
     if credentials:
         path = save_credentials(
@@ -793,6 +837,8 @@ def schemas_register(
 @api_app.command("health")
 def health(url: Url = _DEFAULT_URL, as_json: AsJson = False) -> None:
     """/healthz and /readyz (no token needed); exit 1 when not ready."""
+    import httpx
+
     try:
         live = httpx.get(f"{url.rstrip('/')}/healthz", timeout=10)
         ready = httpx.get(f"{url.rstrip('/')}/readyz", timeout=30)
@@ -812,6 +858,10 @@ def health(url: Url = _DEFAULT_URL, as_json: AsJson = False) -> None:
 @api_app.command("metrics")
 def metrics(url: Url = _DEFAULT_URL, token: Token = "", as_json: AsJson = False) -> None:
     """Print the Prometheus exposition (admin or auditor token); --json: each sample."""
+    import math
+
+    from prometheus_client.parser import text_string_to_metric_families
+
     text = _request(url, token, "GET", "/metrics")
     if not as_json:
         typer.echo(text, nl=False)

@@ -12,20 +12,19 @@ import json
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from bus.audit import Signer, new_key_hex, verify
-from bus.audit._io import Evidence, read_bundle, read_evidence, write_bundle
-from bus.audit._prove import prove
-from bus.audit._report import build_report, report_csv, report_html
-from bus.audit._trust import HOW_TO_TRUST, trusted_keys
-from bus.credentials import write_private
 from bus.errors import BrokerNotRunningError, ConfigError, LiaisonError
 from bus.topics import TopicNames
+
+# bus.audit (cryptography, the Kafka clients) is imported by the commands, so that
+# `liaison` starts quickly (tests/unit/test_cli_startup.py).
+if TYPE_CHECKING:
+    from bus.audit._io import Evidence
 
 __all__ = ["audit_app"]
 
@@ -74,6 +73,8 @@ def _evidence(bundle: Path | None, prefix: str, data_dir: Path) -> Evidence:
     """From a bundle, or from Kafka as LIAISON_KAFKA_* or the broker in ``data_dir`` (needs
     READ on the audit topic and DESCRIBE on the inbound topics and the edge group: the admin
     service has both)."""
+    from bus.audit._io import read_bundle, read_evidence
+
     try:
         if bundle is not None:
             return read_bundle(bundle)
@@ -109,6 +110,9 @@ def keygen(
     the file). Restarting the router and the API with it publishes it in the log."""
     if path.exists() and not force:
         raise _fail(f"{path} exists; a rotation keeps the old file: choose a new path or --force")
+    from bus.audit import Signer, new_key_hex
+    from bus.credentials import write_private
+
     seed = new_key_hex()
     write_private(path, seed + "\n")
     public = Signer(bytes.fromhex(seed)).public
@@ -156,6 +160,9 @@ def verify_command(
 
     Needs a trust anchor (--public-key, --keys or --fingerprint), received out of band:
     the keys a log or bundle publishes are never trusted by themselves."""
+    from bus.audit import verify
+    from bus.audit._trust import HOW_TO_TRUST, trusted_keys
+
     if not (public_key or keys_file or fingerprint):
         raise _fail(f"no trust anchor: {HOW_TO_TRUST}")
     evidence = _evidence(bundle, prefix, data_dir)
@@ -225,6 +232,8 @@ def prove_command(
 ) -> None:
     """A Merkle inclusion proof of the bulletin's decision against a signed checkpoint, as
     JSON (docs/audit.md shows how anyone checks it in a few lines)."""
+    from bus.audit._prove import prove
+
     evidence = _evidence(bundle, prefix, data_dir)
     try:
         proof = prove(evidence.records, bulletin_id, source=source)
@@ -247,6 +256,8 @@ def export_command(
     """A self-contained bundle that `verify --bundle` checks offline. It holds the log from
     its start up to --to (a chain verifies from its first link); --from is recorded in the
     manifest for the reports."""
+    from bus.audit._io import write_bundle
+
     start, end = _when(since, "from"), _when(until, "to")
     evidence = _evidence(None, prefix, data_dir)
     if end is not None:
@@ -263,6 +274,8 @@ def export_command(
 
 def _up_to(evidence: Evidence, end: datetime) -> Evidence:
     """The records up to the last one timed before ``end``, and the inputs they decided."""
+    from bus.audit._io import Evidence
+
     last = -1
     for index, event in enumerate(evidence.records):
         try:
@@ -301,6 +314,8 @@ def report_command(
 ) -> None:
     """Sent and received by kind and marking, withheld with reasons, redactions by field and
     action, policy versions in force, dead letters, flows over time."""
+    from bus.audit._report import build_report, report_csv, report_html
+
     if report_format not in ("json", "csv", "html"):
         raise _fail(f"--format must be json, csv or html, not {report_format!r}")
     start, end = _when(since, "from"), _when(until, "to")

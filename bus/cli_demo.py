@@ -5,32 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from bus.api import ApiSettings, create_app
-from bus.audit import load_signer
-from bus.broker import Broker, BrokerConfig
-from bus.credentials import connection_from_file
-from bus.demo import (
-    ADAPTER_AGENCIES,
-    ADMIN_PRINCIPAL,
-    EDGE_PRINCIPAL,
-    DemoPaths,
-    demo_schema,
-    pseudonym_keys,
-    run_agencies,
-    setup,
-)
-from bus.edge import EdgeConfig, EdgeRouter
 from bus.errors import LiaisonError
-from bus.kafka import KafkaConnection
-from bus.serving import EmbeddedServer, http_config
+
+# The demo's parts (the broker launcher, the API, the router, uvicorn) are imported when
+# a demo command runs, so that `liaison` starts quickly.
+if TYPE_CHECKING:
+    from bus.demo import DemoPaths
+    from bus.kafka import KafkaConnection
 
 __all__ = ["demo_app"]
 
@@ -98,6 +86,10 @@ def demo(
     """Run everything until Ctrl-C: prints the dashboard URL (with an admin token)."""
     if ctx.invoked_subcommand is not None:
         return
+    import shutil
+
+    from bus.broker import Broker, BrokerConfig
+
     _logging()
     policy_path = policy or _default_policy()
     if state_dir.exists() and not keep:
@@ -121,6 +113,21 @@ def demo(
 async def _run_all(
     admin: KafkaConnection, state_dir: Path, policy: Path, host: str, api_port: int, rate: float
 ) -> None:
+
+    from bus.api import ApiSettings, create_app
+    from bus.audit import load_signer
+    from bus.credentials import connection_from_file
+    from bus.demo import (
+        ADMIN_PRINCIPAL,
+        EDGE_PRINCIPAL,
+        demo_schema,
+        pseudonym_keys,
+        run_agencies,
+        setup,
+    )
+    from bus.edge import EdgeConfig, EdgeRouter
+    from bus.serving import EmbeddedServer, http_config
+
     stop = asyncio.Event()
     _stop_on_signals(stop)
     schema = demo_schema()
@@ -168,6 +175,8 @@ async def _run_all(
 
 
 def _banner(paths: DemoPaths, host: str, port: int, bootstrap: str) -> None:
+    from bus.demo import ADAPTER_AGENCIES
+
     token = paths.admin_token.read_text().strip()
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104 - display only
     base = f"http://{shown}:{port}"
@@ -193,6 +202,8 @@ def demo_setup(state_dir: StateDir = _DEFAULT_STATE, policy: PolicyFile = None) 
 
     Runs as a principal allowed to provision (LIAISON_KAFKA_* or LIAISON_KAFKA_CREDENTIALS).
     """
+    from bus.demo import demo_schema, setup
+
     _logging()
     policy_path = policy or _default_policy()
     try:
@@ -220,6 +231,8 @@ def demo_agencies(
     ] = None,
 ) -> None:
     """Run the demo agencies' adapters and bulletin generator until Ctrl-C."""
+    from bus.demo import DemoPaths, demo_schema, run_agencies
+
     _logging()
     paths = DemoPaths(state_dir)
 

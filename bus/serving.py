@@ -30,6 +30,7 @@ __all__ = [
     "LimitedH11Protocol",
     "http_config",
     "http_options",
+    "serve_until",
 ]
 
 MAX_HEADER_BYTES = 16 * 1024
@@ -228,3 +229,20 @@ class EmbeddedServer(uvicorn.Server):
         (sock, *_) = self.servers[0].sockets
         port: int = sock.getsockname()[1]
         return port
+
+
+async def serve_until(server: EmbeddedServer, stop: asyncio.Event) -> None:
+    """Serve until ``stop`` is set (or the server ends by itself), then shut down cleanly.
+
+    A stop during start-up lets the start-up finish, then shuts down (uvicorn runs the
+    application's shutdown whenever it started). A failed start-up exits as uvicorn does
+    (``SystemExit(3)``).
+    """
+    serving = asyncio.create_task(server.serve(), name="http server")
+    stopping = asyncio.create_task(stop.wait(), name="stop")
+    try:
+        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        server.should_exit = True
+        stopping.cancel()
+    await serving

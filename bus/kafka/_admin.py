@@ -237,6 +237,13 @@ class KafkaAdmin:
             raise self._translate(exc, "fetch cluster metadata", "") from exc
         return len(metadata.brokers)
 
+    def cluster_operations(self) -> set[str]:
+        """The operations the broker authorizes this principal for on the cluster (KIP-430
+        authorized operations, e.g. ``{"ALTER", "DESCRIBE"}``); a super user has them all."""
+        future = self._client.describe_cluster(include_authorized_operations=True)
+        description = self._wait(future, "describe the cluster")
+        return {op.name for op in (description.authorized_operations or ())}
+
     def _require_cluster(self, operation: str, action: str) -> None:
         """Refuse early when the principal lacks ``operation`` on the cluster.
 

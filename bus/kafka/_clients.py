@@ -33,11 +33,14 @@ from bus.errors import (
     LiaisonError,
     ProducerFencedError,
 )
+from bus.kafka import _logging
 from bus.kafka._connection import KafkaConnection
 
 __all__ = ["ClientState", "Consumer", "Producer", "Record", "RecordMetadata", "TopicPartition"]
 
 _T = TypeVar("_T")
+
+_logging.install()  # aiokafka's retried coordinator lookups are not errors (see _logging)
 
 
 class TopicPartition(NamedTuple):

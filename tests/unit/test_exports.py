@@ -30,11 +30,13 @@ def _isort_key(name: str) -> tuple[int, str]:
 
 
 def _public_names(module: ModuleType) -> set[str]:
+    """Its public names: ``dir()``, so that a package loading some lazily (PEP 562
+    ``__getattr__``/``__dir__``, as bus.broker does) is held to the names it resolves."""
     return {
         name
-        for name, obj in vars(module).items()
+        for name in dir(module)
         if not name.startswith("_")
-        and not inspect.ismodule(obj)
+        and not inspect.ismodule(obj := getattr(module, name))
         and not isinstance(obj, __future__._Feature)
     }
 
