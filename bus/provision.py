@@ -194,6 +194,10 @@ def admin_service_acls(principal: str, names: TopicNames) -> list[Acl]:
         _acl(principal, ResourceType.TOPIC, names.outbound_prefix, AclOperation.ALTER, True),
         # Router lag: the edge group's committed offsets (OffsetFetch needs DESCRIBE).
         _acl(principal, ResourceType.GROUP, names.edge_group, AclOperation.DESCRIBE),
+        # Groups of its own, for clients that always have one (librdkafka: confluent-kafka,
+        # kcat) reading the audit log or dead letters as this principal; without it they
+        # log GROUP_AUTHORIZATION_FAILED from their coordinator lookup.
+        _acl(principal, ResourceType.GROUP, names.admin_group_prefix, AclOperation.READ, True),
     ]
 
 

@@ -44,6 +44,13 @@ class TopicNames:
         return f"{self.prefix}.agency.{agency}."
 
     @property
+    def admin_group_prefix(self) -> str:
+        """Consumer groups the admin service may use (``liaison.admin.``): Kafka clients that
+        always have a group (librdkafka's, so confluent-kafka and kcat) read the audit log and
+        dead letters as the admin service under one of these."""
+        return f"{self.prefix}.admin."
+
+    @property
     def deadletter(self) -> str:
         return f"{self.prefix}.deadletter"
 
