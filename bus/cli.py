@@ -391,17 +391,18 @@ def registry_serve(
     """
     import asyncio
 
-    import uvicorn
-
+    from bus.api._http import RequestGuard
     from bus.registry import create_kafka_registry_app
     from bus.service import stop_signals
-    from bus.serving import EmbeddedServer, serve_until
+    from bus.serving import EmbeddedServer, http_config, serve_until
 
     command = ("registry", "serve")
     with stop_signals.handling():
         connection = _service_connection(command, allow_super_user)
         try:
             app_ = create_kafka_registry_app(connection, topic=topic)
+            # the API's limits and 405s; every path here is the registry's (Confluent's shape)
+            app_.add_middleware(RequestGuard, routes=app_.router.routes, registry_prefix="/")
         except LiaisonError as exc:
             raise _fail(exc) from exc
 
@@ -413,7 +414,7 @@ def registry_serve(
                 await _vetted(command, connection, allow_super_user)
                 if stop.is_set():
                     return
-                config = uvicorn.Config(app_, host="127.0.0.1", port=port, log_level="info")
+                config = http_config(app_, host="127.0.0.1", port=port, log_level="info")
                 await serve_until(EmbeddedServer(config), stop)
             finally:
                 stop_signals.release()

@@ -106,6 +106,7 @@ from bus.adapters import (
     SourceFactory,
 )
 from bus.errors import AdapterError, ConfigError, DeliveryError, LiaisonError
+from bus.serving import http_config
 
 __all__ = [
     "ADAPTER",
@@ -454,13 +455,12 @@ class WebhookSource:
         self._socket = await self._bind()
         self.port = int(self._socket.getsockname()[1])
         self._server = _EmbeddedServer(
-            uvicorn.Config(
+            http_config(
                 self.app,
                 log_config=None,
                 log_level="warning",
                 access_log=False,
                 lifespan="off",
-                http="h11",
                 ws="none",
                 interface="asgi3",
                 server_header=False,

@@ -18,7 +18,6 @@ from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
@@ -58,7 +57,7 @@ from bus.errors import (
 from bus.kafka import Consumer, KafkaConnection, Producer, Record, TopicPartition
 from bus.registry import KafkaRegistryStore
 from bus.schemas import BULLETIN, VIEW, SchemaCatalog, canonical_json
-from bus.serving import EmbeddedServer
+from bus.serving import EmbeddedServer, http_config
 from bus.topics import TopicNames
 
 __all__ = ["AdapterRunner", "RunnerStatus"]
@@ -475,7 +474,7 @@ class _HealthServer:
             raise ConfigError(
                 f"health_port {self.port} is not free ({exc.strerror}); choose another"
             ) from exc
-        config = uvicorn.Config(app, log_level="warning", lifespan="off")
+        config = http_config(app, log_level="warning", lifespan="off")
         self._server = EmbeddedServer(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="health")
         port: int = sock.getsockname()[1]

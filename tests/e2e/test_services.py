@@ -390,3 +390,49 @@ async def test_the_other_services_stop_cleanly_on_sigterm_at_every_moment(
         await service.kill()
 
     assert code == 0, f"SIGTERM at {moment!r}: exit {code}\n{service.output}"
+
+
+# -- the standalone registry applies the HTTP limits of every Liaison server ---------------
+
+
+async def _exchange(port: int, request: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), 30)
+    finally:
+        writer.close()
+
+
+async def test_registry_serve_answers_431_and_413_at_once_in_confluents_shape(
+    broker: Broker, bus: Bus, tmp_path: Path
+) -> None:
+    from tests.support.api import provision_admin_service
+
+    service_principal = await provision_admin_service(bus)
+    env = {**as_principal(bare_env(broker), service_principal), **keys_env(bus)}
+    args = service_args(("registry", "serve"), tmp_path, bus.agency("a"), bus.names.prefix)
+    service = await Service(args, env).start()
+    try:
+        await service.wait_for("Uvicorn running on")
+        line = next(x for x in service.lines if "Uvicorn running on" in x)
+        port = int(line.split("http://127.0.0.1:", 1)[1].split()[0])
+        headers = await _exchange(
+            port,
+            b"GET /subjects HTTP/1.1\r\nHost: r\r\nX-Padding: " + b"a" * (1 << 20) + b"\r\n\r\n",
+        )
+        body = await _exchange(
+            port,
+            b"POST /subjects/s/versions HTTP/1.1\r\nHost: r\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 10000000\r\n\r\n{",
+        )
+        service.terminate()
+        code = await service.exit_code()
+    finally:
+        await service.kill()
+
+    assert headers.split(b" ", 2)[1] == b"431"
+    assert body.split(b" ", 2)[1] == b"413"
+    assert b'"error_code"' in body.split(b"\r\n\r\n", 1)[1]
+    assert code == 0, service.output

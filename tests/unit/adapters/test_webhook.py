@@ -681,6 +681,30 @@ async def test_an_oversize_body_is_answered_413(
     assert outlet.rejected == []
 
 
+async def test_an_oversized_header_section_is_answered_431_not_reset(
+    tmp_path: Path, schema: BulletinSchema, secret_env: str
+) -> None:
+    """The endpoint faces another agency's systems: it applies the limits every Liaison
+    server does (bus.serving: 16 KiB of request line and headers, a real 431 answer)."""
+    outlet = MemoryOutlet(schema)
+    source = make_source(tmp_path, schema)
+    request = (
+        b"POST /bulletins HTTP/1.1\r\nHost: liaison\r\nX-Padding: "
+        + b"a" * (1 << 20)
+        + b"\r\nContent-Length: 0\r\n\r\n"
+    )
+    async with running(source, outlet) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(request)
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.read(), _WAIT_S)
+        finally:
+            writer.close()
+    assert answer.split(b" ", 2)[1] == b"431"
+    assert outlet.published == []
+
+
 async def test_an_invalid_bulletin_is_answered_422_with_its_violations(
     tmp_path: Path, schema: BulletinSchema, secret_env: str
 ) -> None:
