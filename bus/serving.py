@@ -72,6 +72,10 @@ _REFUSALS = {
         f"the request line and headers exceed {MAX_HEADER_BYTES // 1024} KiB; send less",
     ),
     400: ("invalid_http", "the request is not valid HTTP/1.1"),
+    501: (
+        "transfer_encoding_not_implemented",
+        "the only Transfer-Encoding taken is chunked (RFC 9112 6.1); send Content-Length",
+    ),
 }
 
 
@@ -169,7 +173,8 @@ class LimitedH11Protocol(H11Protocol):
 
     def send_400_response(self, msg: str) -> None:
         refusal = self.conn.refusal if isinstance(self.conn, _Connection) else None
-        status = 431 if refusal is not None and refusal.error_status_hint == 431 else 400
+        hint = refusal.error_status_hint if refusal is not None else 400
+        status = hint if hint in _REFUSALS else 400
         code, message = _REFUSALS[status]
         body = json.dumps({"error": {"code": code, "message": message}}).encode()
         headers = [
@@ -177,7 +182,8 @@ class LimitedH11Protocol(H11Protocol):
             (b"content-length", str(len(body)).encode()),
             (b"connection", b"close"),
         ]
-        self.logger.info("refused a request: %s (answered %d)", refusal, status)
+        # never h11's text: it quotes the offending line, which may hold a credential
+        self.logger.info("refused a request: %s (answered %d)", code, status)
         for event in (
             h11.Response(status_code=status, headers=headers, reason=HTTPStatus(status).phrase),
             h11.Data(data=body),
