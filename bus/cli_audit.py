@@ -161,10 +161,14 @@ def verify_command(
     Needs a trust anchor (--public-key, --keys or --fingerprint), received out of band:
     the keys a log or bundle publishes are never trusted by themselves."""
     from bus.audit import verify
-    from bus.audit._trust import HOW_TO_TRUST, trusted_keys
+    from bus.audit._trust import HOW_TO_TRUST, refuse_evidence_key_file, trusted_keys
 
     if not (public_key or keys_file or fingerprint):
         raise _fail(f"no trust anchor: {HOW_TO_TRUST}")
+    try:
+        refuse_evidence_key_file(keys_file, bundle)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from exc
     evidence = _evidence(bundle, prefix, data_dir)
     try:
         trusted = trusted_keys(
@@ -216,6 +220,8 @@ def verify_command(
             f"checkpoint; {took:.2f}s",
             highlight=False,
         )
+        pinned = ", ".join(f"{k.key_id} (fingerprint {k.fingerprint})" for k in trusted.values())
+        out.print(f"trusted keys (pinned by you): {pinned}", highlight=False)
     if not result.ok or evidence.bundle_problems:
         raise typer.Exit(code=1)
 

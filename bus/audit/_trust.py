@@ -27,7 +27,7 @@ from pathlib import Path
 from bus.audit._keys import PublicKey
 from bus.errors import ConfigError
 
-__all__ = ["HOW_TO_TRUST", "trusted_keys"]
+__all__ = ["HOW_TO_TRUST", "refuse_evidence_key_file", "trusted_keys"]
 
 _FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 _KEY_ID = re.compile(r"[0-9a-f]{16}")
@@ -44,6 +44,26 @@ HOW_TO_TRUST = (
 def _published(published: Mapping[str, PublicKey]) -> str:
     listed = ", ".join(f"{k.key_id} (fingerprint {k.fingerprint})" for k in published.values())
     return listed or "none"
+
+
+_LOG_FIELDS = frozenset({"published_at", "previous"})
+"""Fields of the log's own key list (``GET /audit/keys``), never of a pinned key file."""
+
+
+class _FromTheLogError(ConfigError):
+    """A key file that is a copy of what the evidence publishes."""
+
+
+def refuse_evidence_key_file(keys_file: Path | None, bundle: Path | None) -> None:
+    """A key file inside the bundle being verified is the evidence's own (its ``keys.json``
+    is written by whoever wrote the bundle): refuse it as a trust anchor."""
+    if keys_file is None or bundle is None:
+        return
+    if keys_file.resolve().is_relative_to(bundle.resolve()):
+        raise ConfigError(
+            f"the key file {keys_file} is inside the bundle {bundle} being verified: the "
+            f"bundle's own keys prove nothing about it; {HOW_TO_TRUST}"
+        )
 
 
 def trusted_keys(
@@ -69,8 +89,17 @@ def trusted_keys(
             for entry in entries:
                 if not isinstance(entry, dict):
                     raise ConfigError("each entry must be an object with 'public_key'")
+                if _LOG_FIELDS & entry.keys():
+                    raise _FromTheLogError(
+                        f"the key file {keys_file} is the log's own key list (GET "
+                        "/audit/keys: its entries carry published_at or previous), which "
+                        "the log's writer controls; compare each fingerprint with the one "
+                        "the bus's operator gave you out of band, then pin it"
+                    )
                 key = PublicKey.from_json(entry)
                 trusted[key.key_id] = key
+        except _FromTheLogError as exc:
+            raise ConfigError(f"{exc}; {HOW_TO_TRUST}") from None
         except OSError as exc:
             raise ConfigError(f"cannot read the key file {keys_file}: {exc.strerror}") from exc
         except (ValueError, ConfigError) as exc:

@@ -122,6 +122,38 @@ def test_a_forged_bundle_fails_against_the_genuine_key_however_it_is_pinned(
     assert {p["kind"] for p in problems} == {"unknown_key"}
 
 
+def test_the_bundles_own_key_file_is_refused_as_the_anchor(tmp_path: Path) -> None:
+    """keys.json is written by whoever wrote the bundle: given as --keys, it would make
+    the forgery verify."""
+    bundle = genuine_bundle(tmp_path / "b")
+    forge_bundle(bundle, FORGER)
+
+    result = liaison(
+        "audit", "verify", "--bundle", str(bundle), "--keys", str(bundle / "keys.json")
+    )
+
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.stderr.split())
+    assert "inside the bundle" in said
+    assert "verified" not in result.stdout
+
+
+def test_the_logs_own_key_list_is_refused_as_the_anchor(tmp_path: Path) -> None:
+    """GET /audit/keys lists what the log publishes (with published_at and previous):
+    saved as a key file, it is the evidence's word about itself."""
+    bundle = genuine_bundle(tmp_path / "b")
+    forge_bundle(bundle, FORGER)
+    listed = tmp_path / "audit-keys.json"
+    listed.write_text(
+        json.dumps([{**FORGER.public.to_json(), "published_at": NOW.isoformat(), "previous": []}])
+    )
+
+    result = liaison("audit", "verify", "--bundle", str(bundle), "--keys", str(listed))
+
+    assert result.exit_code == 2, result.output
+    assert "the log's own key list" in " ".join(result.stderr.split())
+
+
 @pytest.mark.parametrize("anchor", ["--public-key", "--fingerprint", "--keys"])
 def test_the_genuine_bundle_passes_with_the_right_anchor(tmp_path: Path, anchor: str) -> None:
     bundle = genuine_bundle(tmp_path / "b")
