@@ -381,9 +381,20 @@ def schemas_register(
 def registry_serve(
     port: Annotated[int, typer.Option(help="HTTP port on 127.0.0.1.")] = 8081,
     topic: Annotated[str, typer.Option(help="The registry's topic.")] = _REGISTRY_TOPIC,
+    allow_writes: Annotated[
+        bool,
+        typer.Option(
+            "--allow-writes",
+            help="Also serve registration and compatibility-mode changes, to ANYONE who can "
+            "reach the port (this server authenticates no one).",
+        ),
+    ] = False,
     allow_super_user: AllowSuperUser = False,
 ) -> None:
     """Serve the registry's REST API on 127.0.0.1 until SIGTERM or Ctrl-C (exit 0).
+
+    It authenticates no one, so it serves lookups only (what stores nothing) unless
+    --allow-writes; the admin API's /registry serves both, with tokens.
 
     Credentials: LIAISON_KAFKA_CREDENTIALS (file) or LIAISON_KAFKA_BOOTSTRAP/USERNAME/PASSWORD
     of a principal that may write the registry's topic (the admin service); never a super
@@ -400,7 +411,12 @@ def registry_serve(
     with stop_signals.handling():
         connection = _service_connection(command, allow_super_user)
         try:
-            app_ = create_kafka_registry_app(connection, topic=topic)
+            app_ = create_kafka_registry_app(connection, topic=topic, allow_writes=allow_writes)
+            if allow_writes:
+                err.print(
+                    "[bold red]warning:[/] --allow-writes: anyone who can reach "
+                    f"127.0.0.1:{port} may register schemas and change compatibility modes"
+                )
             # the API's limits and 405s; every path here is the registry's (Confluent's shape)
             app_.add_middleware(RequestGuard, routes=app_.router.routes, registry_prefix="/")
         except LiaisonError as exc:

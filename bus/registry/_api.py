@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, FastAPI, Query, Request
+from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -225,10 +225,28 @@ def create_registry_app(registry: SchemaRegistry) -> FastAPI:
     return app
 
 
+class _ReadOnlyError(Exception):
+    """A write to a registry served for lookups only."""
+
+
+READ_ONLY_MESSAGE = (
+    "this registry serves lookups only (it authenticates nobody); register schemas with "
+    "`liaison schemas register` or through the admin API's /registry as an admin"
+)
+
+
+def _refuse_writes() -> None:
+    raise _ReadOnlyError
+
+
 def create_kafka_registry_app(
-    connection: KafkaConnection, *, topic: str = DEFAULT_TOPIC
+    connection: KafkaConnection, *, topic: str = DEFAULT_TOPIC, allow_writes: bool = False
 ) -> FastAPI:
-    """A registry app whose store starts and stops with the app (uvicorn's lifespan)."""
+    """A registry app whose store starts and stops with the app (uvicorn's lifespan).
+
+    It authenticates no one (the admin API's ``/registry`` does), so by default it serves
+    only what stores nothing: a route that would register a schema or change a
+    compatibility mode answers 403 (Confluent's 40301) unless ``allow_writes``."""
     store = KafkaRegistryStore(connection, topic=topic)
     registry = SchemaRegistry(store)
 
@@ -239,5 +257,11 @@ def create_kafka_registry_app(
 
     app = FastAPI(title="Liaison schema registry", version="1", lifespan=lifespan)
     install_error_handlers(app)
-    app.include_router(registry_router(registry))
+
+    @app.exception_handler(_ReadOnlyError)
+    async def _read_only(_: Request, exc: _ReadOnlyError) -> SchemaResponse:
+        return _error(403, 40301, READ_ONLY_MESSAGE)
+
+    write = () if allow_writes else (Depends(_refuse_writes),)
+    app.include_router(registry_router(registry, write=write))
     return app

@@ -62,8 +62,20 @@ def registry_topic(unique_name: Callable[[str], str]) -> str:
 
 @pytest.fixture
 def registry_url(admin_connection: KafkaConnection, registry_topic: str) -> Iterator[str]:
-    """Our registry on a fresh topic, served by uvicorn on 127.0.0.1 in a thread."""
-    app = create_kafka_registry_app(admin_connection, topic=registry_topic)
+    """Our registry on a fresh topic, served by uvicorn on 127.0.0.1 in a thread, with
+    writes allowed (``liaison registry serve --allow-writes``)."""
+    yield from _serve(
+        create_kafka_registry_app(admin_connection, topic=registry_topic, allow_writes=True)
+    )
+
+
+@pytest.fixture
+def read_only_registry_url(admin_connection: KafkaConnection, registry_topic: str) -> Iterator[str]:
+    """The same registry topic served as ``liaison registry serve`` does by default."""
+    yield from _serve(create_kafka_registry_app(admin_connection, topic=registry_topic))
+
+
+def _serve(app: Any) -> Iterator[str]:
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
@@ -79,6 +91,34 @@ def registry_url(admin_connection: KafkaConnection, registry_topic: str) -> Iter
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=30)
+
+
+def test_the_standalone_registry_serves_lookups_and_refuses_writes_by_default(
+    registry_url: str, read_only_registry_url: str, schema: BulletinSchema
+) -> None:
+    """It authenticates no one, so what would register or change a mode is a 403 in
+    Confluent's shape; lookups and compatibility checks still work."""
+    text = canonical_json(schema.composed)
+    registered = httpx.post(f"{registry_url}/subjects/{BULLETIN}/versions", json={"schema": text})
+    assert registered.status_code == 200, registered.text
+
+    url = read_only_registry_url
+    writes = [
+        httpx.post(f"{url}/subjects/{BULLETIN}/versions", json={"schema": text}),
+        httpx.put(f"{url}/config", json={"compatibility": "NONE"}),
+        httpx.put(f"{url}/config/{BULLETIN}", json={"compatibility": "NONE"}),
+        httpx.delete(f"{url}/config/{BULLETIN}"),
+    ]
+    looked_up = httpx.post(f"{url}/subjects/{BULLETIN}", json={"schema": text})
+    compatible = httpx.post(
+        f"{url}/compatibility/subjects/{BULLETIN}/versions/latest", json={"schema": text}
+    )
+
+    assert [(w.status_code, w.json()["error_code"]) for w in writes] == [(403, 40301)] * 4
+    assert looked_up.status_code == 200
+    assert looked_up.json()["id"] == registered.json()["id"]
+    assert compatible.status_code == 200
+    assert httpx.get(f"{url}/config").json()["compatibilityLevel"] != "NONE"
 
 
 def _serializer_conf() -> dict[str, Any]:
