@@ -55,6 +55,7 @@ __all__ = [
     "MAX_PARTITIONS",
     "PARTITIONS_ENV",
     "AgencyRecord",
+    "PartitionShrinkError",
     "ProvisionResult",
     "Provisioner",
     "admin_service_acls",
@@ -86,6 +87,10 @@ def default_partitions() -> int:
 _COMPACT = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
 EDGE_SEEN_RETENTION_MS = 8 * 24 * 3600 * 1000
 """Retention of ``liaison.edge.seen``: the routers' default re-send window (7 days) and a day."""
+
+
+class PartitionShrinkError(ConfigError):
+    """Fewer partitions asked for than a topic has: Kafka cannot remove partitions."""
 
 
 class AgencyRecord(BaseModel):
@@ -370,7 +375,7 @@ class Provisioner:
                         f"topic {topic} does not exist; run `liaison agency add` to create it"
                     )
                 if partitions < counts[topic]:
-                    raise ConfigError(
+                    raise PartitionShrinkError(
                         f"cannot shrink {topic} from {counts[topic]} to {partitions} "
                         f"partitions: Kafka cannot remove partitions; ask for {counts[topic]} "
                         "or more"

@@ -285,7 +285,8 @@ async def revoke_agency(agency: AgencyId, principal: Admin, service: Service) ->
     "/{agency}/partitions",
     summary="Grow an agency's partitions",
     responses=_conflict(
-        "Fewer partitions than the topics have (`partitions_shrink`): Kafka cannot remove any."
+        "Fewer partitions than the topics have (`partitions_shrink`): Kafka cannot remove any;"
+        " or the agency's topics are gone (`agency_unavailable`)."
     ),
 )
 async def grow_agency_partitions(

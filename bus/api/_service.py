@@ -40,7 +40,13 @@ from bus.bulletin import BulletinSchema
 from bus.errors import ConfigError, KafkaAccessError, LiaisonError, PolicyError
 from bus.kafka import Consumer, KafkaAdmin, KafkaConnection, Producer, Record, TopicPartition
 from bus.policy import CompiledPolicy, RedactionKeys, compile_policy, parse_policy
-from bus.provision import MAX_PARTITIONS, Provisioner, ProvisionResult, default_partitions
+from bus.provision import (
+    MAX_PARTITIONS,
+    PartitionShrinkError,
+    Provisioner,
+    ProvisionResult,
+    default_partitions,
+)
 from bus.registry import KafkaRegistryStore, SchemaRegistry, SchemaVersion
 from bus.schemas import CompatibilityMode
 from bus.topics import TopicNames
@@ -430,11 +436,13 @@ class AdminService:
     ) -> ProvisionResult:
         """Grow the agency's two topics to ``partitions`` (an audited admin action)."""
         if agency not in self.agencies.agencies:
-            raise NotFoundError(f"agency {agency!r} is not provisioned")
+            raise NotFoundError("the agency is not provisioned; list agencies to see which are")
         try:
             result = await self.provisioner.grow_partitions(agency, partitions)
-        except ConfigError as exc:
+        except PartitionShrinkError as exc:
             raise ConflictError("partitions_shrink", str(exc)) from exc
+        except ConfigError as exc:  # its topics are gone, or it was revoked meanwhile
+            raise ConflictError("agency_unavailable", str(exc)) from exc
         if result.changes:
             await self.record(
                 "agency.partitions_grown",

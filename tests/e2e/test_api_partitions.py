@@ -5,6 +5,7 @@ principal with its least-privilege ACLs, so these also prove it holds what growt
 from __future__ import annotations
 
 import secrets
+import time
 from typing import Any
 
 import httpx
@@ -75,3 +76,23 @@ def test_growing_an_unknown_agency_is_404(module_api: ApiHarness, fresh_agency: 
     with module_api.client() as admin:
         answer = admin.post(f"/agencies/{fresh_agency}/partitions", json={"partitions": 2})
     assert answer.status_code == 404, answer.text
+    assert fresh_agency not in answer.text
+
+
+def test_an_agency_whose_topics_are_gone_is_409_unavailable_not_a_shrink(
+    module_api: ApiHarness, fresh_agency: str
+) -> None:
+    names = module_api.bus.names
+    with module_api.client() as admin:
+        assert admin.post("/agencies", json={"id": fresh_agency}).status_code == 201
+        with KafkaAdmin(module_api.bus.admin) as kafka:
+            kafka.delete_topics([names.inbound(fresh_agency)])
+            deadline = time.monotonic() + 30
+            while names.inbound(fresh_agency) in kafka.partition_counts(
+                [names.inbound(fresh_agency)]
+            ):
+                assert time.monotonic() < deadline, "the topic is still listed after 30 s"
+                time.sleep(0.05)  # sleep-ok: metadata has no change notification
+        answer = admin.post(f"/agencies/{fresh_agency}/partitions", json={"partitions": 2})
+    assert answer.status_code == 409, answer.text
+    assert answer.json()["error"]["code"] == "agency_unavailable"
