@@ -27,10 +27,11 @@ name as origin and one of these reasons:
 Every handled file, published or rejected, then moves to ``processed/``.
 
 Sink (``direction: sink``): writes each delivered ``alert`` view as one CAP 1.2
-file ``<bulletin id>.xml`` (``:`` becomes ``_``) in ``directory``, atomically, and
-never twice (see :class:`adapters._files.Outbox`; ``.delivered`` lists the files in
-delivery order). Every file validates against the XSD before it is written. Views of
-other kinds are rejected (``unmapped_kind``).
+file ``<directory>/<source agency>/<bulletin id>.xml`` (``:`` is written ``%3A``),
+atomically, and never twice (see :class:`adapters._files.Outbox`;
+``<directory>/.delivered`` lists the files, relative to ``directory``, in delivery
+order). Every file validates against the XSD before it is written. Views of other
+kinds are rejected (``unmapped_kind``).
 
 Mapping (CAP element ↔ bulletin field)
 --------------------------------------
