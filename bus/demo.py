@@ -151,25 +151,30 @@ async def _ensure_agency(
 
 
 def _adapter_config(paths: DemoPaths, agency: str) -> dict[str, Any]:
+    """The agency's adapters.yaml; it lives in the agency's directory, and every relative
+    path in it resolves against that directory (see docs/adapters.md)."""
     sink_type, sink_dir = _SINKS[agency]
     base = paths.agency_dir(agency)
     return {
         "agency": agency,
-        "rejects_dir": str(base / "rejects"),
-        "state_dir": str(base / "state"),
+        "rejects_dir": "rejects",
+        "state_dir": "state",
         "status_interval_s": 60,
         "instances": [
             {
                 "name": "inbox",
                 "type": "jsonl",
                 "direction": "source",
-                "config": {"directory": str(paths.inbox(agency)), "poll_interval_s": 0.5},
+                "config": {
+                    "directory": str(paths.inbox(agency).relative_to(base)),
+                    "poll_interval_s": 0.5,
+                },
             },
             {
                 "name": f"{sink_type}-out",
                 "type": sink_type,
                 "direction": "sink",
-                "config": {"directory": str(base / sink_dir)},
+                "config": {"directory": sink_dir},
             },
         ],
     }
