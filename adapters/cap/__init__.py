@@ -70,10 +70,12 @@ Mapping (CAP element ↔ bulletin field)
 ``info/headline``           ``body.headline`` (in: the event when there is no headline)
 ``info/description``        ``body.description`` (``instruction``, ``web`` alike)
 ``info/contact``            out: the contact's fields joined by commas. In, without
-                            ``liaison:contact.*`` parameters: an e-mail address becomes
-                            ``sender_contact.email``, a phone number ``.phone``, any other
-                            text ``.name`` (tagged ``pii``, so the policy treats it as
-                            personal data)
+                            ``liaison:contact.*`` parameters: an e-mail address alone
+                            becomes ``sender_contact.email``; any other text (a number, a
+                            name and a number, a desk...) ``sender_contact.phone``. Both
+                            are tagged ``contact`` and ``pii``, so a rule redacting either
+                            tag withholds the whole free text (never ``.name``, tagged
+                            ``pii`` only, which a ``contact`` rule would let through)
 ``info/parameter``          Liaison's own, read back by the source:
                             ``liaison:priority`` (``priority``),
                             ``liaison:contact.<field>`` (each ``sender_contact`` field),

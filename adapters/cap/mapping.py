@@ -65,7 +65,6 @@ _BULLETIN_ID = re.compile(BULLETIN_ID_PATTERN)
 # Characters XML 1.0 cannot carry at all, not even escaped.
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_PHONE = re.compile(r"^\+?[\d\s().\-/]+$")
 _ADDRESS = re.compile(r'"([^"]*)"|(\S+)')
 _CAP_SENDER = re.compile(r"^[^\s,<&]+$")
 
@@ -418,15 +417,15 @@ def _contact(info: ET.Element, parameters: Mapping[str, str]) -> dict[str, str |
         person["organisation"] = _text(info, "senderName")
         contact = _text(info, "contact")
         if contact is not None:
-            # Free text: an e-mail address or a phone number where it is clearly one,
-            # else `name`, which the `pii` tag makes the policy treat as personal data.
+            # Free text that may hold contact details ("DET. X AT 555 0147"): it goes only
+            # into a field tagged `contact` (and `pii`), so a rule that redacts either tag
+            # withholds all of it. An e-mail address alone is `email`; anything else is
+            # `phone`, never `name` (tagged `pii` only: a `contact` rule would let it through).
             stripped = contact.strip()
             if _EMAIL.fullmatch(stripped):
                 person["email"] = stripped
-            elif _PHONE.fullmatch(stripped) and sum(c.isdigit() for c in stripped) >= 3:
-                person["phone"] = stripped
             else:
-                person["name"] = contact
+                person["phone"] = contact
     return person if any(value is not None for value in person.values()) else None
 
 

@@ -611,7 +611,10 @@ def test_a_missing_headline_falls_back_to_the_event(schema: BulletinSchema) -> N
     [
         ("duty.officer@kit-agency.example", "email"),
         ("+00 (555) 0101-22", "phone"),
-        ("Flood desk, ask for the duty officer", "name"),
+        # Free text may hold contact details: never `name` (tagged pii only), a field
+        # tagged contact, so a rule that redacts tag contact withholds all of it.
+        ("Flood desk, ask for the duty officer", "phone"),
+        ("DET. VANTERLY, 77TH DIV, TARNFEN POLICE DEPT AT 555 555-0147", "phone"),
     ],
 )
 def test_free_text_contact_lands_in_the_fitting_person_field(contact: str, field: str) -> None:
