@@ -34,12 +34,14 @@ rule                        what CAP 1.2 says
 ``resource_uri``            a resource's ``uri`` is a full absolute URI, or a relative one only
                             when the resource carries a ``derefUri``
 ``resource_digest``         ``digest`` is a SHA-1 hash: 40 hexadecimal digits
+``deref_base64``            ``derefUri`` is "The base-64 encoded data content of the resource"
 ``mime_type``               ``mimeType`` is an RFC 2046 ``type/subtype``
 =========================== =====================================================================
 """
 
 from __future__ import annotations
 
+import binascii
 import math
 import re
 import xml.etree.ElementTree as ET
@@ -67,6 +69,7 @@ RULES = {
     "resource_uri": "a resource uri is absolute unless the resource carries a derefUri",
     "resource_digest": "a resource digest is a SHA-1 hash (40 hexadecimal digits)",
     "mime_type": "a resource mimeType is type/subtype (RFC 2046)",
+    "deref_base64": "a resource derefUri is base-64 encoded data",
 }
 """Every rule's name and what it requires."""
 
@@ -220,11 +223,24 @@ def _resource(resource: ET.Element, where: str) -> Iterator[CapViolation]:
             f"{where}/uri",
             f"{_shown(uri)} is relative, and the resource carries no derefUri",
         )
+    deref = resource.findtext(_q("derefUri"))
+    if deref is not None and not _base64(deref):
+        yield CapViolation(
+            "deref_base64", f"{where}/derefUri", "derefUri is not base-64 encoded data"
+        )
     digest = resource.findtext(_q("digest"))
     if digest is not None and not _SHA1.fullmatch(digest.strip()):
         yield CapViolation(
             "resource_digest", f"{where}/digest", f"{_shown(digest)} is not 40 hexadecimal digits"
         )
+
+
+def _base64(text: str) -> bool:
+    try:
+        binascii.a2b_base64("".join(text.split()).encode("ascii"), strict_mode=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        return False
+    return True
 
 
 def _area(area: ET.Element, where: str) -> Iterator[CapViolation]:

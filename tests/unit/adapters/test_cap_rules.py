@@ -146,6 +146,10 @@ BROKEN: dict[str, list[Edit]] = {
     "resource_uri": [(A1, b"<uri>http://www.", b"<uri>www.")],
     "resource_digest": [(A1, b"</uri>", b"</uri><digest>not-a-sha1</digest>")],
     "mime_type": [(A1, b"<mimeType>image/gif", b"<mimeType>gif image")],
+    "deref_base64": [
+        (A1, b"</uri>", b"</uri><derefUri>not base64!</derefUri>"),
+        (A1, b"</uri>", b"</uri><derefUri>R0lGOD</derefUri>"),
+    ],
 }
 
 
