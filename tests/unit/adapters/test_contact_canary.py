@@ -13,9 +13,12 @@ and ``location``, and looks for every canary in the encoded view bytes.
   ``contact`` (or under a record tagged so), and must never reach a view under any rule
   that redacts ``tag: contact``.
 - Every other canary is absent exactly when the policy withholds every field it landed
-  in (and present otherwise, so the check can fail both ways): what remains visible is
-  only what no tag covers (required fields such as ``headline``, and untagged ones such
-  as ``web``); a canary from an input the adapter does not carry appears nowhere.
+  in (and present otherwise, so the check can fail both ways); a canary from an input the
+  adapter does not carry appears nowhere.
+- Strict (issue 15.3): under one rule redacting ``tag: contact`` (drop, mask or
+  pseudonymize) and nothing else, no canary reaches the view bytes at all, except those
+  that landed in a field listed in :data:`UNREDACTABLE` (required fields, which no policy
+  can withhold; there they must show). Every free text a source fills carries ``contact``.
 """
 
 from __future__ import annotations
@@ -64,9 +67,32 @@ CONTACT_RULES: dict[str, list[dict[str, Any]]] = {
         {"tag": "pii", "action": "pseudonymize"},
     ],
 }
-"""Rule sets a recipient may be given; each also withholds free_text and location, so that
-only what no tag covers can stay visible."""
+"""Rule sets a recipient may be given; each also withholds free_text and location."""
 ALSO = [{"tag": "free_text", "action": "drop"}, {"tag": "location", "action": "drop"}]
+
+STRICT: dict[str, list[dict[str, Any]]] = {
+    f"only-contact-{action}": [{"tag": "contact", "action": action}]
+    for action in ("drop", "mask", "pseudonymize")
+}
+"""A single rule redacting ``tag: contact``: no contact-like text may reach the view,
+wherever the source put it, but in the fields listed in :data:`UNREDACTABLE`."""
+
+UNREDACTABLE: dict[str, str] = {
+    "bulletin_id": "the bulletin's identity: required, and the key recipients reference",
+    "source_agency": "the producing agency's id: required (the source sets its own)",
+    "kind": "the body's kind: required, a schema's name",
+    "releasable_to": "TLP:RED recipients: a required list of agency ids",
+    "references.bulletin_id": "identities of earlier bulletins: required in a Reference",
+    "body.event": "an alert's subject: required (CAP <event> is mandatory)",
+    "body.headline": "an alert's headline: required (the subject when CAP has no <headline>)",
+    "body.title": "a report's or notice's title: required",
+    "body.question": "a request's question: required, it is the request",
+    "body.in_reply_to": "the bulletin_id a response answers: required",
+}
+"""Fields no policy can withhold, with the reason (docs/policy.md lists the same): only
+optional fields can be redacted, because a view must stay valid against its schema, so
+these carry no tag. Every other field a source fills carries ``contact`` if it may hold
+contact details."""
 
 
 # -- canaries ---------------------------------------------------------------------------------
@@ -523,3 +549,41 @@ async def test_no_contact_canary_from_any_input_reaches_a_view_that_withholds_co
                     f"{'present' if present else 'absent'} but the policy "
                     f"{'withholds' if withheld else 'keeps'} it"
                 )
+
+    # Strict: under a rule that redacts tag contact alone, no canary (each one looks like a
+    # telephone number or an e-mail address) reaches the view bytes, from any input,
+    # unless it landed in a field no policy can withhold; there it must show, so the
+    # check can fail.
+    for name, rules in STRICT.items():
+        compiled = compile_policy(_policy(rules), SCHEMA, KEYS)
+        for bulletin in bulletins:
+            (view,) = compiled.evaluate(bulletin).views
+            wire = encode_view(CODEC, SCHEMA, view, bulletin.kind)
+            for where, canary in canaries.items():
+                paths = [p for b, p in landed[where] if b is bulletin]
+                kept = sorted(p for p in paths if p in UNREDACTABLE)
+                present = canary.encode() in wire
+                if kept:
+                    assert present, f"{adapter}/{name}: {where} at {kept} is not redactable"
+                else:
+                    assert not present, (
+                        f"{adapter}/{name}: contact-like text from {where} reached the view "
+                        f"through {paths or 'no field'}: a rule redacting tag contact must "
+                        "withhold it"
+                    )
+
+
+def test_the_unredactable_fields_are_exactly_the_required_text_fields() -> None:
+    """The exemptions are not a loophole: each is a required string, which no policy can
+    redact, and every optional string a bulletin has carries the contact tag."""
+    required, untagged = set(), set()
+    for kind in SCHEMA.kinds:
+        for path, info in SCHEMA.catalog.fields(kind).items():
+            if info.shape not in ("string", "array<string>"):
+                continue
+            if not info.optional:
+                required.add(path)
+            elif "contact" not in info.tags:
+                untagged.add(path)
+    assert set(UNREDACTABLE) == required
+    assert untagged == set()
