@@ -352,19 +352,15 @@ def schemas_register(
     import asyncio
 
     from bus.registry import KafkaRegistryStore, SchemaRegistry
-    from bus.schemas import ROOTS, SchemaCatalog, check_history, releases
+    from bus.schemas import ROOTS, SchemaCatalog, check_history
 
     async def register_all(catalog: SchemaCatalog) -> list[str]:
         lines = []
         async with KafkaRegistryStore(_connection(data_dir), topic=topic) as store:
-            registry = SchemaRegistry(store)
-            for root in ROOTS:
-                for rel in releases(catalog, root):
-                    v = await registry.register(root, rel.text)
-                    lines.append(
-                        f"{root} release v{rel.version}: "
-                        f"subject version {v.version}, id {v.schema_id}"
-                    )
+            for root, rel, v in await SchemaRegistry(store).register_releases(catalog):
+                lines.append(
+                    f"{root} release v{rel.version}: subject version {v.version}, id {v.schema_id}"
+                )
         return lines
 
     try:

@@ -42,7 +42,7 @@ from bus.kafka import KafkaAdmin, KafkaConnection, Producer, wait_until_authenti
 from bus.policy import RedactionKeys, load_policy
 from bus.provision import Provisioner, admin_service_acls, edge_acls
 from bus.registry import KafkaRegistryStore, SchemaRegistry
-from bus.schemas import BULLETIN, VIEW, SchemaCatalog, canonical_json
+from bus.schemas import SchemaCatalog
 from bus.topics import TopicNames
 
 __all__ = [
@@ -151,25 +151,30 @@ async def _ensure_agency(
 
 
 def _adapter_config(paths: DemoPaths, agency: str) -> dict[str, Any]:
+    """The agency's adapters.yaml; it lives in the agency's directory, and every relative
+    path in it resolves against that directory (see docs/adapters.md)."""
     sink_type, sink_dir = _SINKS[agency]
     base = paths.agency_dir(agency)
     return {
         "agency": agency,
-        "rejects_dir": str(base / "rejects"),
-        "state_dir": str(base / "state"),
+        "rejects_dir": "rejects",
+        "state_dir": "state",
         "status_interval_s": 60,
         "instances": [
             {
                 "name": "inbox",
                 "type": "jsonl",
                 "direction": "source",
-                "config": {"directory": str(paths.inbox(agency)), "poll_interval_s": 0.5},
+                "config": {
+                    "directory": str(paths.inbox(agency).relative_to(base)),
+                    "poll_interval_s": 0.5,
+                },
             },
             {
                 "name": f"{sink_type}-out",
                 "type": sink_type,
                 "direction": "sink",
-                "config": {"directory": str(base / sink_dir)},
+                "config": {"directory": sink_dir},
             },
         ],
     }
@@ -208,9 +213,8 @@ async def setup(
         write_private(paths.audit_key, new_key_hex() + "\n")
         report(f"audit signing key written to {paths.audit_key}")
     async with KafkaRegistryStore(service, topic=names.schemas) as store:
-        registry = SchemaRegistry(store)
-        await registry.register(BULLETIN, canonical_json(schema.composed))
-        await registry.register(VIEW, canonical_json(schema.catalog.composed(VIEW)))
+        # Every release in order: the subject's latest version is the current release.
+        await SchemaRegistry(store).register_releases(schema.catalog)
     admin_service = AdminService(
         service, ApiSettings(tokens_path=paths.tokens), schema, signer=load_signer(paths.audit_key)
     )

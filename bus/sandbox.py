@@ -37,7 +37,7 @@ from bus.kafka import (
 from bus.policy import RedactionKeys
 from bus.provision import Provisioner, edge_acls
 from bus.registry import KafkaRegistryStore, SchemaRegistry
-from bus.schemas import BULLETIN, VIEW, SchemaCatalog, canonical_json
+from bus.schemas import BULLETIN, VIEW, SchemaCatalog
 from bus.topics import TopicNames
 
 __all__ = ["Bus", "build_bus", "read_until", "running_edge", "teardown_bus"]
@@ -182,11 +182,11 @@ async def build_bus(
         await asyncio.to_thread(wait_until_authenticates, connection)
     schema = BulletinSchema(SchemaCatalog.load())
     async with KafkaRegistryStore(admin, topic=names.schemas) as store:
-        registry = SchemaRegistry(store)
-        bulletin_id = (await registry.register(BULLETIN, canonical_json(schema.composed))).schema_id
-        view_text = canonical_json(schema.catalog.composed(VIEW))
-        view_id = (await registry.register(VIEW, view_text)).schema_id
-        texts = {bulletin_id: canonical_json(schema.composed), view_id: view_text}
+        # Every release in order, as `liaison schemas register` does: the current one last.
+        registered = await SchemaRegistry(store).register_releases(schema.catalog)
+        texts = {v.schema_id: rel.text for _, rel, v in registered}
+        current = {root: v.schema_id for root, _, v in registered}
+        bulletin_id, view_id = current[BULLETIN], current[VIEW]
     return Bus(
         admin=admin,
         names=names,

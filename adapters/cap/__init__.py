@@ -14,6 +14,10 @@ name as origin and one of these reasons:
   or a document nested beyond xmlschema's limits;
 - ``invalid_cap``: not well-formed XML, or not valid against the CAP 1.2 XSD (the
   detail gives each problem's path and the validator's reason);
+- ``cap_rule``: valid against the XSD but breaking a rule of the CAP 1.2 specification
+  that the XSD cannot check (UTC written ``+00:00`` instead of ``-00:00``, an open
+  polygon or one of fewer than 4 points, a malformed circle or ``references``...); the
+  detail names each rule broken and where (the rules: :mod:`adapters.cap.rules`);
 - ``bad_identifier``: ``<identifier>`` (or one in ``<references>``) cannot be a
   bulletin id;
 - ``unmapped_status``: ``System`` or ``Draft``; ``unmapped_msg_type``: ``Ack`` or
@@ -27,10 +31,13 @@ name as origin and one of these reasons:
 Every handled file, published or rejected, then moves to ``processed/``.
 
 Sink (``direction: sink``): writes each delivered ``alert`` view as one CAP 1.2
-file ``<bulletin id>.xml`` (``:`` becomes ``_``) in ``directory``, atomically, and
-never twice (see :class:`adapters._files.Outbox`; ``.delivered`` lists the files in
-delivery order). Every file validates against the XSD before it is written. Views of
-other kinds are rejected (``unmapped_kind``).
+file ``<directory>/<source agency>/<bulletin id>.xml`` (``:`` is written ``%3A``),
+atomically, and never twice (see :class:`adapters._files.Outbox`;
+``<directory>/.delivered`` lists the files, relative to ``directory``, in delivery
+order). Every file is checked against the XSD and the CAP 1.2 rules of
+:mod:`adapters.cap.rules` before it is written; one that fails is never written (the
+view goes to the rejects as ``cap_invalid_output``). Views of other kinds are rejected
+(``unmapped_kind``).
 
 Mapping (CAP element ↔ bulletin field)
 --------------------------------------
@@ -39,7 +46,8 @@ Mapping (CAP element ↔ bulletin field)
 ``identifier``              ``bulletin_id`` (must fit its pattern, else ``bad_identifier``)
 ``sender``                  in: not carried (``source_agency`` is the runner's agency);
                             out: the ``sender`` setting, else ``source_agency``
-``sent``                    ``issued_at`` (out: UTC, whole seconds)
+``sent``                    ``issued_at`` (out: UTC written ``-00:00`` as CAP 1.2 requires,
+                            whole seconds; so are ``onset``, ``expires`` and ``references``)
 ``status``                  Actual/Exercise/Test ↔ ACTUAL/EXERCISE/TEST
 ``msgType``                 Alert/Update/Cancel ↔ NEW/UPDATE/CANCEL
 ``scope``, ``restriction``  out: ``Restricted``, naming the TLP label, plus "not for
@@ -62,10 +70,12 @@ Mapping (CAP element ↔ bulletin field)
 ``info/headline``           ``body.headline`` (in: the event when there is no headline)
 ``info/description``        ``body.description`` (``instruction``, ``web`` alike)
 ``info/contact``            out: the contact's fields joined by commas. In, without
-                            ``liaison:contact.*`` parameters: an e-mail address becomes
-                            ``sender_contact.email``, a phone number ``.phone``, any other
-                            text ``.name`` (tagged ``pii``, so the policy treats it as
-                            personal data)
+                            ``liaison:contact.*`` parameters: an e-mail address alone
+                            becomes ``sender_contact.email``; any other text (a number, a
+                            name and a number, a desk...) ``sender_contact.phone``. Both
+                            are tagged ``contact`` and ``pii``, so a rule redacting either
+                            tag withholds the whole free text (never ``.name``, tagged
+                            ``pii`` only, which a ``contact`` rule would let through)
 ``info/parameter``          Liaison's own, read back by the source:
                             ``liaison:priority`` (``priority``),
                             ``liaison:contact.<field>`` (each ``sender_contact`` field),

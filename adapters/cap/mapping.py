@@ -30,6 +30,7 @@ from typing import Any
 import xmlschema
 from xmlschema.exceptions import XMLResourceForbidden, XMLResourceParseError
 
+from adapters.cap.rules import CAP_NAMESPACE, cap_violations
 from bus.adapters import DeliveredView, Redaction
 from bus.bulletin import BULLETIN_ID_PATTERN, Bulletin, Marking, MsgType, Priority, Status
 
@@ -47,7 +48,6 @@ __all__ = [
     "priority_from_urgency",
 ]
 
-CAP_NAMESPACE = "urn:oasis:names:tc:emergency:cap:1.2"
 LIAISON_PARAMETER_PREFIX = "liaison:"
 """``<parameter>`` value names Liaison writes (and reads back) for what CAP has no element for."""
 REDACTION_PARAMETER = "liaison:redaction"
@@ -65,7 +65,6 @@ _BULLETIN_ID = re.compile(BULLETIN_ID_PATTERN)
 # Characters XML 1.0 cannot carry at all, not even escaped.
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_PHONE = re.compile(r"^\+?[\d\s().\-/]+$")
 _ADDRESS = re.compile(r'"([^"]*)"|(\S+)')
 _CAP_SENDER = re.compile(r"^[^\s,<&]+$")
 
@@ -185,10 +184,12 @@ def parse_cap(data: bytes) -> ET.Element:
     """Parse untrusted bytes into a schema-valid CAP 1.2 ``<alert>`` element.
 
     Raises :class:`CapRefusal` with reason ``unsafe_xml`` (a DTD declaring entities,
-    an external entity or DTD, a document nested too deep) or ``invalid_cap`` (not
+    an external entity or DTD, a document nested too deep), ``invalid_cap`` (not
     well-formed, an unknown or unusable character encoding, bytes that do not decode,
-    not valid against the XSD, or not an ``<alert>``), with the parser's or
-    validator's explanation (path and reason of each problem) in ``detail``. Nothing
+    not valid against the XSD, or not an ``<alert>``) or ``cap_rule`` (valid against
+    the XSD but breaking a CAP 1.2 rule it cannot check, see :mod:`adapters.cap.rules`),
+    with the parser's or validator's explanation (path and reason, or rule name, of
+    each problem) in ``detail``. Nothing
     else escapes: whatever the parser or validator raises on these bytes is a refusal.
     """
     schema = cap_schema()  # outside the try: a broken install is not the document's fault
@@ -245,6 +246,18 @@ def parse_cap(data: bytes) -> ET.Element:
         tag = getattr(root, "tag", "?")
         raise CapRefusal(
             "invalid_cap", f"the document element is {tag}, not a CAP 1.2 alert {_q('alert')}"
+        )
+    broken = cap_violations(root)
+    if broken:
+        shown = "; ".join(str(v) for v in broken[:_MAX_REPORTED_ERRORS])
+        more = (
+            f" (and {len(broken) - _MAX_REPORTED_ERRORS} more)"
+            if len(broken) > _MAX_REPORTED_ERRORS
+            else ""
+        )
+        raise CapRefusal(
+            "cap_rule",
+            f"valid against the XSD but breaks CAP 1.2 rules the XSD cannot check: {shown}{more}",
         )
     return root
 
@@ -404,15 +417,15 @@ def _contact(info: ET.Element, parameters: Mapping[str, str]) -> dict[str, str |
         person["organisation"] = _text(info, "senderName")
         contact = _text(info, "contact")
         if contact is not None:
-            # Free text: an e-mail address or a phone number where it is clearly one,
-            # else `name`, which the `pii` tag makes the policy treat as personal data.
+            # Free text that may hold contact details ("DET. X AT 555 0147"): it goes only
+            # into a field tagged `contact` (and `pii`), so a rule that redacts either tag
+            # withholds all of it. An e-mail address alone is `email`; anything else is
+            # `phone`, never `name` (tagged `pii` only: a `contact` rule would let it through).
             stripped = contact.strip()
             if _EMAIL.fullmatch(stripped):
                 person["email"] = stripped
-            elif _PHONE.fullmatch(stripped) and sum(c.isdigit() for c in stripped) >= 3:
-                person["phone"] = stripped
             else:
-                person["name"] = contact
+                person["phone"] = contact
     return person if any(value is not None for value in person.values()) else None
 
 
@@ -542,11 +555,14 @@ def _parameter(parent: ET.Element, name: str, value: str) -> None:
 
 
 def _cap_time(value: Any) -> str:
-    """``YYYY-MM-DDThh:mm:ss+00:00``, as the XSD's pattern demands (sub-seconds cut off)."""
+    """``YYYY-MM-DDThh:mm:ss-00:00``: the XSD's pattern, sub-seconds cut off, and UTC
+    written ``-00:00`` as CAP 1.2 requires (``<sent>``: "The timezone for UTC MUST be
+    represented as -00:00")."""
     moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).replace(microsecond=0).isoformat()
+    text = moment.astimezone(UTC).replace(microsecond=0).isoformat()
+    return text.removesuffix("+00:00") + "-00:00"
 
 
 def _number(value: float) -> str:
@@ -654,7 +670,9 @@ def cap_from_view(view: DeliveredView, *, sender: str | None = None) -> bytes:
     ``sender`` overrides the CAP ``<sender>`` (default: the bulletin's source agency).
     Raises :class:`CapRefusal` with reason ``unmapped_kind`` for a view of another
     kind, ``unmappable_view`` for a body that does not have the alert's shape, and
-    ``cap_invalid_output`` if the document does not validate (a bug in this mapping).
+    ``cap_invalid_output`` if the document is not valid against the XSD or breaks a
+    CAP 1.2 rule of :mod:`adapters.cap.rules` (a bug in this mapping): nothing invalid
+    is ever written.
     """
     bulletin: Bulletin = view.bulletin
     if bulletin.kind != "alert":

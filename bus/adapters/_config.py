@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from bus.adapters._contract import AdapterContext, AdapterType, Sink, Source
 from bus.bulletin import AGENCY_ID_PATTERN
@@ -84,14 +84,28 @@ class RunnerConfig(BaseModel):
             seen.add(spec.name)
         return instances
 
+    _base_dir: Path | None = PrivateAttr(default=None)
+
+    @property
+    def base_dir(self) -> Path | None:
+        """The directory relative paths resolve against (the file's), once resolved."""
+        return self._base_dir
+
     def resolve(self, base: Path) -> RunnerConfig:
-        """Relative directories taken from ``base`` (the configuration file's directory)."""
-        return self.model_copy(
+        """Every relative path taken from ``base`` (the configuration file's directory).
+
+        ``rejects_dir`` and ``state_dir`` here; the instances' path settings (every
+        ``pathlib.Path`` setting of their config models) when they are built, through
+        :attr:`base_dir`.
+        """
+        resolved = self.model_copy(
             update={
                 "rejects_dir": base / self.rejects_dir,
                 "state_dir": base / self.state_dir,
             }
         )
+        resolved._base_dir = base
+        return resolved
 
 
 def _explain(exc: ValidationError, where: str) -> str:
@@ -157,9 +171,19 @@ def discover_adapters(names: Iterable[str] | None = None) -> dict[str, AdapterTy
 
 
 def build_instance(
-    spec: InstanceSpec, adapters: dict[str, AdapterType], context: AdapterContext
+    spec: InstanceSpec,
+    adapters: dict[str, AdapterType],
+    context: AdapterContext,
+    *,
+    base: Path | None = None,
 ) -> Source | Sink:
-    """Validate the instance's config against its type's model and build it."""
+    """Validate the instance's config against its type's model and build it.
+
+    With ``base`` (the configuration file's directory), every setting the config model
+    declares as a :class:`pathlib.Path` (or ``Path | None``) that is relative is taken
+    from ``base``, as ``rejects_dir`` and ``state_dir`` are: a configuration file means
+    the same files whatever directory the runner is started from.
+    """
     where = f"instance {spec.name!r}"
     adapter = adapters.get(spec.type)
     if adapter is None:
@@ -174,7 +198,19 @@ def build_instance(
         config = factory.config.model_validate(spec.config)
     except ValidationError as exc:
         raise ConfigError(_explain(exc, f"{where} config.")) from exc
+    if base is not None:
+        config = _paths_resolved(config, base)
     return factory.build(config, context)
+
+
+def _paths_resolved(config: BaseModel, base: Path) -> Any:
+    """``config`` with each relative :class:`~pathlib.Path` setting taken from ``base``."""
+    update = {
+        name: base / value
+        for name in type(config).model_fields
+        if isinstance(value := getattr(config, name), Path) and not value.is_absolute()
+    }
+    return config.model_copy(update=update) if update else config
 
 
 def safe_file_name(name: str) -> str:

@@ -198,7 +198,7 @@ class AdapterRunner:
             state_dir=state_dir,
             log=logging.getLogger(f"liaison.adapter.{spec.name}"),
         )
-        adapter = build_instance(spec, self._adapters, context)
+        adapter = build_instance(spec, self._adapters, context, base=self.config.base_dir)
         rejects = RejectsFile(
             self.config.rejects_dir / f"{safe_file_name(spec.name)}.jsonl", spec.name
         )

@@ -131,6 +131,16 @@ class MemoryOutlet:
             ) from None
 
 
+_PERSONS = (
+    "sender_contact",
+    "contact",
+    "requested_by",
+    "responder",
+    "reporting_officer",
+    "persons_involved",
+)
+"""Every Person field of the built-in kinds."""
+
 _KIT_POLICY: dict[str, Any] = {
     "version": 1,
     "agencies": {
@@ -145,7 +155,13 @@ _KIT_POLICY: dict[str, Any] = {
             "kinds": ["*"],
             "max_marking": "AMBER+STRICT",
             "redact": [
-                {"tag": "contact", "action": "pseudonymize"},
+                # Phone numbers and e-mail addresses by field: tag contact also covers free
+                # text, where pseudonymize would win over the truncate below.
+                *(
+                    {"field": f"body.{person}.{leaf}", "action": "pseudonymize"}
+                    for person in _PERSONS
+                    for leaf in ("phone", "email")
+                ),
                 {"field": "area.place_names", "action": "drop"},
                 {"field": "area.point", "action": "generalize", "grid_km": 10},
                 {"tag": "free_text", "action": "truncate", "max_chars": 40},

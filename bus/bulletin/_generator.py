@@ -410,8 +410,6 @@ class BulletinGenerator:
             return self._email()
         if "phone" in name:
             return self._phone()
-        if "contact" in tags:
-            return self._phone() if self._rng.random() < 0.5 else self._email()
         if "pii" in tags:
             return self._person()
         if "location" in tags:
@@ -429,6 +427,8 @@ class BulletinGenerator:
             return self._earlier_id()
         if "question" in name:
             return f"What is the status of the {self._rng.choice(_NOUNS)} near {self._place()}?"
+        # ``contact`` alone does not choose: it marks phone and e-mail (chosen by name
+        # above) and every text that may hold them, whose other tags and names decide.
         return self._phrase()
 
     # -- vocabulary ------------------------------------------------------------------

@@ -140,6 +140,10 @@ class BulletinSchema:
         if isinstance(body, tuple):
             full, fields = body
             kind = self._kind_of.get(full)
+            named = data.get("kind")
+            if isinstance(named, str) and named not in self.kinds:
+                # not a disagreement with the body: the kind itself is unknown
+                raise self._invalid(str(data.get("bulletin_id")), [self._unknown_kind(named)])
             if kind is not None and data.get("kind") != kind:
                 violation = Violation(
                     "kind",

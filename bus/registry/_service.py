@@ -20,8 +20,10 @@ from typing import Protocol
 
 from bus.errors import KafkaAccessError, LiaisonError, TopicExistsError
 from bus.kafka import Consumer, KafkaAdmin, KafkaConnection, Producer, TopicPartition, TopicSpec
-from bus.registry._state import RegistryRecord, RegistryState, SchemaVersion
+from bus.registry._state import RegistryRecord, RegistryState, SchemaVersion, schema_identity
+from bus.schemas._catalog import ROOTS, SchemaCatalog
 from bus.schemas._compat import CompatibilityMode
+from bus.schemas._history import Release, check_history, releases
 
 __all__ = [
     "DEFAULT_TOPIC",
@@ -215,6 +217,27 @@ class SchemaRegistry:
                     f"{planned.version} of '{subject}' first; only one writer may run"
                 )
             return stored
+
+    async def register_releases(
+        self, catalog: SchemaCatalog
+    ) -> list[tuple[str, Release, SchemaVersion]]:
+        """Register every released version of each root schema, oldest first, under the
+        root's full name (idempotent), so the subject's latest version is the current
+        release. A release older than one the subject already holds is left out:
+        registering it would make it the latest. Raises if the schema files are not
+        released (``liaison schemas release``)."""
+        for root in ROOTS:
+            check_history(catalog, root)
+        done = []
+        for root in ROOTS:
+            history = releases(catalog, root)
+            held = {schema_identity(v.schema) for v in self.state.subjects.get(root, ())}
+            known = [schema_identity(rel.text) in held for rel in history]
+            newest_held = max((i for i, k in enumerate(known) if k), default=0)
+            for i, rel in enumerate(history):
+                if known[i] or i >= newest_held:
+                    done.append((root, rel, await self.register(root, rel.text)))
+        return done
 
     async def set_mode(self, subject: str | None, mode: CompatibilityMode) -> None:
         """Set the compatibility mode of ``subject``, or the global one for ``None``."""

@@ -424,7 +424,7 @@ def cap_alert(identifier: str, sender: str, canaries: dict[str, str]) -> bytes:
 <alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">
   <identifier>{identifier}</identifier>
   <sender>{sender}</sender>
-  <sent>2026-11-25T06:30:00+00:00</sent>
+  <sent>2026-11-25T06:30:00-00:00</sent>
   <status>Actual</status>
   <msgType>Alert</msgType>
   <scope>Restricted</scope>
@@ -547,7 +547,7 @@ async def test_a_cap_file_of_a_leaves_b_as_stix_and_c_as_a_webhook_each_redacted
     notes = " ".join(o.content for o in bundle.objects if o.type == "note")
     assert "body.description" in notes
     assert "truncate" in notes.lower()
-    assert "body.sender_contact.name" in notes
+    assert "body.sender_contact.phone" in notes  # CAP free-text contact: a contact field
 
     # c: the JSON view, signed, with the contact and place names dropped, the point coarse.
     raw_view = receiver.stored[f"{a}/NR-2026-0042"].decode()

@@ -248,8 +248,13 @@ def test_cli_registers_the_released_schemas_idempotently(
 
     assert first.returncode == 0, first.stderr
     assert second.returncode == 0, second.stderr
-    assert "liaison.bulletin.Bulletin release v1: subject version 1, id 1" in first.stdout
-    assert "liaison.bulletin.View release v1: subject version 1, id 2" in first.stdout
+    # Every release in order, each root's versions together (v2: issue 15.3's contact tags).
+    assert first.stdout.splitlines() == [
+        "liaison.bulletin.Bulletin release v1: subject version 1, id 1",
+        "liaison.bulletin.Bulletin release v2: subject version 2, id 2",
+        "liaison.bulletin.View release v1: subject version 1, id 3",
+        "liaison.bulletin.View release v2: subject version 2, id 4",
+    ]
     assert first.stdout == second.stdout
     assert admin_connection.password.get_secret_value() not in first.stdout + first.stderr
 

@@ -152,6 +152,17 @@ def test_a_decoded_record_whose_kind_disagrees_with_its_body_is_a_kind_mismatch(
     assert "situation_report" in str(caught.value)
 
 
+def test_a_decoded_record_of_an_unknown_kind_is_an_unknown_kind_naming_the_known_ones() -> None:
+    record = SCHEMA.to_avro(BASE)
+    record["kind"] = "weather"
+    with pytest.raises(BulletinInvalid) as caught:
+        SCHEMA.from_avro(record)
+    assert [(v.path, v.value, v.rule) for v in _listed(caught.value)] == [
+        ("kind", "'weather'", Rule.UNKNOWN_KIND)
+    ]
+    assert f"known kinds: {', '.join(sorted(SCHEMA.kinds))}" in str(caught.value)
+
+
 def test_a_body_field_of_the_wrong_type_is_a_body_schema_violation() -> None:
     found = _found(_broken(body=_body(title=42)))
     assert [(value, rule) for _, value, rule in found] == [("42", Rule.BODY_SCHEMA)]

@@ -23,7 +23,8 @@ from bus.registry import (
     SchemaVersion,
     create_registry_app,
 )
-from bus.schemas import CompatibilityMode
+from bus.schemas import ROOTS, CompatibilityMode, SchemaCatalog, canonical_json, releases
+from tests.strategies import SCHEMA_DIR
 
 
 def record(*fields: dict[str, Any]) -> str:
@@ -242,3 +243,41 @@ def test_http_config_global_and_per_subject(client: TestClient) -> None:
     assert (bad.status_code, bad.json()["error_code"]) == (422, 42203)
     assert client.delete("/config/s").status_code == 200
     assert client.get("/config/s").status_code == 404
+
+
+# -- the released schemas ---------------------------------------------------------------
+
+
+def test_registering_the_releases_puts_every_version_in_order_with_the_current_latest() -> None:
+    catalog = SchemaCatalog.load(SCHEMA_DIR)
+    reg = registry()
+
+    done = run(reg.register_releases(catalog))
+    again = run(reg.register_releases(catalog))
+
+    assert again == done
+    for root in ROOTS:
+        history = releases(catalog, root)
+        assert len(history) >= 2
+        assert [v.schema for v in reg.state.versions(root)] == [r.text for r in history]
+        assert [(rel.version, v.version) for r, rel, v in done if r == root] == [
+            (n, n) for n in range(1, len(history) + 1)
+        ]
+        assert reg.state.version(root, "latest").schema == canonical_json(catalog.composed(root))
+
+
+def test_a_release_older_than_one_the_subject_holds_is_not_registered_after_it() -> None:
+    """A registry that got the current release first (as the demo and the sandboxes did
+    before they registered every release) must not be handed v1 as its latest version."""
+    catalog = SchemaCatalog.load(SCHEMA_DIR)
+    reg = registry()
+    for root in ROOTS:
+        run(reg.register(root, canonical_json(catalog.composed(root))))
+
+    done = run(reg.register_releases(catalog))
+
+    for root in ROOTS:
+        current = canonical_json(catalog.composed(root))
+        assert [v.schema for v in reg.state.versions(root)] == [current]
+        assert reg.state.version(root, "latest").schema == current
+        assert [(rel.text, v.version) for r, rel, v in done if r == root] == [(current, 1)]

@@ -255,7 +255,7 @@ def test_composing_an_unknown_name_is_refused() -> None:
 def test_fields_are_indexed_by_dotted_path_with_tags_and_optionality() -> None:
     fields = CATALOG.fields("situation_report")
     officer_name = fields["body.reporting_officer.name"]
-    assert officer_name.tags == frozenset({"pii"})
+    assert officer_name.tags == frozenset({"pii", "contact"})
     assert officer_name.optional
     assert officer_name.record == "liaison.bulletin.Person"
     assert not fields["bulletin_id"].optional

@@ -56,7 +56,8 @@ from bus.policy import RedactionKeys, compile_policy, parse_policy
 from bus.schemas import SchemaCatalog
 
 NS = {"cap": CAP_NAMESPACE}
-SENT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$")
+SENT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d-00:00$")
+"""CAP 1.2: UTC is written -00:00 (<sent>: "The timezone for UTC MUST be represented as -00:00")."""
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -355,7 +356,7 @@ def test_the_sink_writes_what_the_cap_schema_and_liaison_promise(schema: Bulleti
     text = {name: root.findtext(f"cap:{name}", None, NS) for name in ("sender", "sent", "scope")}
     assert text == {
         "sender": "duty-desk@north-river.example",
-        "sent": bulletin.issued_at.astimezone(UTC).replace(microsecond=0).isoformat(),
+        "sent": bulletin.issued_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S-00:00"),
         "scope": "Restricted",
     }
     assert SENT.fullmatch(text["sent"] or "")
@@ -518,7 +519,11 @@ def test_no_redacted_value_reaches_the_cap_document(schema: BulletinSchema) -> N
     text = data.decode()
     assert xsd_valid(data)
     assert f"KEPT-{marker}" in text, "the canary test must be able to fail"
-    assert "Stay indoors" in text
+    # The instruction is free text, tagged contact as well: pseudonymize (tag contact)
+    # is more restrictive than truncate (the field), so no word of it is left.
+    assert "Stay indoors" not in text
+    instruction = root_of(data).findtext("cap:info/cap:instruction", "", NS)
+    assert instruction.startswith("pseudonym:")
     for leaked in ("place", "description", "instruction", "name", "phone", "email"):
         assert f"{marker}-{leaked}" not in text
         assert f"{marker.lower()}-{leaked}" not in text
@@ -610,7 +615,10 @@ def test_a_missing_headline_falls_back_to_the_event(schema: BulletinSchema) -> N
     [
         ("duty.officer@kit-agency.example", "email"),
         ("+00 (555) 0101-22", "phone"),
-        ("Flood desk, ask for the duty officer", "name"),
+        # Free text may hold contact details: never `name` (tagged pii only), a field
+        # tagged contact, so a rule that redacts tag contact withholds all of it.
+        ("Flood desk, ask for the duty officer", "phone"),
+        ("DET. VANTERLY, 77TH DIV, TARNFEN POLICE DEPT AT 555 555-0147", "phone"),
     ],
 )
 def test_free_text_contact_lands_in_the_fitting_person_field(contact: str, field: str) -> None:
@@ -736,12 +744,16 @@ def test_entity_attacks_and_external_access_are_refused_before_parsing(tmp_path:
         (cap_document(status="Draft"), "unmapped_status", "Draft"),
         (cap_document(msg_type="Ack"), "unmapped_msg_type", "Ack"),
         (cap_document(msg_type="Error"), "unmapped_msg_type", "Error"),
-        (cap_document(identifier="two words"), "bad_identifier", "no spaces"),
+        (cap_document(identifier="two words"), "cap_rule", "[identifier_characters]"),
         (cap_document(identifier="-leading-dash"), "bad_identifier", "must match"),
         (cap_document(identifier="x" * 129), "bad_identifier", "128"),
         (cap_document(codes=("TLP:PURPLE",)), "unknown_tlp", "TLP:PURPLE"),
         (cap_document(info=""), "no_info", "<info>"),
-        (cap_document(msg_type="Update", references="kit-agency.flood-0"), "bad_references", ""),
+        (
+            cap_document(msg_type="Update", references="kit-agency.flood-0"),
+            "cap_rule",
+            "[references_format]",
+        ),
         (
             cap_document(msg_type="Update", references="s,bad?id,2031-03-14T07:30:00+02:00"),
             "bad_identifier",
@@ -752,8 +764,16 @@ def test_entity_attacks_and_external_access_are_refused_before_parsing(tmp_path:
             "bad_time",
             "sent",
         ),
-        (cap_document().replace(b"-47.5,-30.25 5.5", b"north,east 5"), "bad_area", "circle"),
-        (cap_document().replace(b"-47.5,-30.25 5.5", b"nan,-30.25 5"), "bad_area", "finite"),
+        (
+            cap_document().replace(b"-47.5,-30.25 5.5", b"north,east 5"),
+            "cap_rule",
+            "circle[1]: 'north,east' is not a latitude,longitude pair of decimals",
+        ),
+        (
+            cap_document().replace(b"-47.5,-30.25 5.5", b"nan,-30.25 5"),
+            "cap_rule",
+            "[coordinate_pair]",
+        ),
         (
             cap_document().replace(
                 b"<parameter><valueName>EAS-ORG",
@@ -1070,7 +1090,7 @@ def test_sent_keeps_the_pattern_for_odd_times(schema: BulletinSchema) -> None:
         }
     )
     sent = root_of(cap_from_view(as_view(odd))).findtext("cap:sent", "", NS)
-    assert sent == "0999-01-01T00:00:00+00:00"
+    assert sent == "0999-01-01T00:00:00-00:00"
 
 
 async def test_a_symbolic_link_is_never_followed(tmp_path: Path, schema: BulletinSchema) -> None:

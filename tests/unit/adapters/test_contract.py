@@ -7,10 +7,12 @@ import random
 from pathlib import Path
 
 import pytest
-from pydantic import BaseModel, ConfigDict
+import yaml
+from pydantic import BaseModel, ConfigDict, SecretStr
 
 from bus.adapters import (
     AdapterContext,
+    AdapterRunner,
     AdapterType,
     DeliveredView,
     Direction,
@@ -26,7 +28,10 @@ from bus.adapters import (
 )
 from bus.adapters.testing import KIT_AGENCY, sample_views
 from bus.bulletin import BulletinGenerator, BulletinSchema
+from bus.demo import DemoPaths
+from bus.demo import _adapter_config as demo_adapter_config
 from bus.errors import ConfigError, DeliveryError, RecordRejected
+from bus.kafka import KafkaConnection
 from bus.schemas import SchemaCatalog
 
 FAST = RetryPolicy(initial_ms=1, max_ms=2)
@@ -188,6 +193,84 @@ def test_a_runner_file_resolves_directories_next_to_itself(tmp_path: Path) -> No
     assert config.rejects_dir == tmp_path / "rejects"
     assert config.state_dir == tmp_path / "state"
     assert config.instances[0].direction is Direction.SOURCE
+
+
+class PathsConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    directory: Path
+    optional: Path | None = None
+    absolute: Path
+    label: str = "not a path"
+
+
+def test_every_relative_path_in_a_runner_file_resolves_next_to_the_file(
+    tmp_path: Path, schema: BulletinSchema, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rejects_dir, state_dir and each instance's path settings alike, wherever the
+    runner is started from."""
+    built: list[BaseModel] = []
+
+    def build(config: BaseModel, ctx: AdapterContext) -> ScriptedSink:
+        built.append(config)
+        return ScriptedSink()
+
+    recording = AdapterType(
+        name="paths",
+        summary="Records its config.",
+        sink=SinkFactory(config=PathsConfig, build=build),
+    )
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    config = load_runner_config(
+        write(
+            conf / "a.yaml",
+            "agency: north-river\nrejects_dir: out/rejects\ninstances:\n"
+            "  - {name: s, type: paths, direction: sink, config: "
+            f"{{directory: out/views, optional: keys/ca.pem, absolute: {tmp_path}/abs, "
+            "label: rel}}\n",
+        )
+    )
+    runner = AdapterRunner(
+        KafkaConnection(bootstrap_servers="unused:9092", username="u", password=SecretStr("")),
+        config,
+        adapters={"paths": recording},
+        schema=schema,
+    )
+    assert runner.config.rejects_dir == conf / "out" / "rejects"
+    assert runner.config.state_dir == conf / "state"
+    (got,) = built
+    assert isinstance(got, PathsConfig)
+    assert got.directory == conf / "out" / "views"
+    assert got.optional == conf / "keys" / "ca.pem"
+    assert got.absolute == tmp_path / "abs"
+    assert got.label == "rel"
+
+
+def test_the_demo_adapter_files_put_everything_in_the_agency_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative demo state directory must not nest a second copy of its path."""
+    monkeypatch.chdir(tmp_path)
+    paths = DemoPaths(Path("demo-state"))
+    agency = "vale-fire"
+    paths.agency_dir(agency).mkdir(parents=True)
+    paths.adapter_config(agency).write_text(yaml.safe_dump(demo_adapter_config(paths, agency)))
+    config = load_runner_config(paths.adapter_config(agency))
+    home = tmp_path / "demo-state" / "agencies" / agency
+    assert config.rejects_dir.absolute() == home / "rejects"
+    assert config.state_dir.absolute() == home / "state"
+    directories = {
+        spec.name: (config.base_dir or Path()) / spec.config["directory"]
+        for spec in config.instances
+    }
+    assert {name: d.absolute() for name, d in directories.items()} == {
+        "inbox": home / "inbox",
+        "cap-out": home / "cap-out",
+    }
+    assert home / "inbox" == paths.inbox(agency).absolute()
 
 
 @pytest.mark.parametrize(
