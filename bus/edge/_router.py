@@ -222,6 +222,8 @@ class EdgeRouter:
         self._seen = SeenSet(
             window_s=self.config.dedup_window_s, max_entries=self.config.dedup_max_entries
         )
+        self.owned: frozenset[TopicPartition] | None = None
+        """The inbound partitions this instance owns (``None`` before it first looks)."""
         if self.config.dedup_window_s * 1000 > EDGE_SEEN_RETENTION_MS:
             log.warning(
                 "the re-send window (%s s) is longer than %s's provisioned retention (%d ms): "
@@ -317,15 +319,17 @@ class EdgeRouter:
             await self._recover_chain()
             await self._recover_seen()
             owned: set[TopicPartition] = set()
-            next_refresh = 0.0
+            next_refresh: float | None = None  # None: the first look, right after loading
             loop = asyncio.get_running_loop()
             while not stop.is_set():
-                if loop.time() >= next_refresh:
+                if next_refresh is None or loop.time() >= next_refresh:
                     before, owned = owned, await self._refresh_assignment(consumer, owned)
-                    if before and owned - before:
+                    if next_refresh is not None and owned - before:
                         # Grown partitions move ids to other partitions, perhaps to this
-                        # instance: remember what every instance has accepted until now.
+                        # instance (even one that owned none): add what every instance has
+                        # accepted until now.
                         await self._recover_seen()
+                    self.owned = frozenset(owned)
                     next_refresh = loop.time() + self.config.topic_refresh_ms / 1000
                 if not owned:
                     with contextlib.suppress(TimeoutError):

@@ -11,6 +11,7 @@ import asyncio
 import json
 import signal
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from bus.kafka import (
     KafkaConnection,
     Producer,
     Record,
+    TopicPartition,
     read_to_end,
 )
 from tests.e2e.conftest import Bus, build_bus, running_edge, teardown_bus
@@ -333,3 +335,51 @@ async def test_a_resend_on_a_partition_another_instance_owns_is_a_duplicate(
     )
     assert resent["outcome"] == "duplicate"
     assert resent["earlier"]["partition"] == by_owner[0]
+
+
+async def wait_until(condition: Any, what: str, timeout_s: float = 30.0) -> None:
+    """Poll ``condition()`` (a router attribute, no event to wait on) until it is true."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        await asyncio.sleep(0.05)  # sleep-ok: poll interval
+
+
+async def test_an_instance_that_owned_nothing_reloads_the_ids_when_it_gains_partitions(
+    bus: Bus,
+) -> None:
+    """Issue 15.11 review: the reload on a gain was skipped while the instance owned no
+    partition at all, so an idle instance that gained a grown topic's partition routed a
+    re-send of an id another instance had accepted."""
+    instances = 4
+    await bus.publish_policy(share_a_with_b(bus))
+    first, marker = notices(bus, seed=92, count=2)
+    inbound = bus.names.inbound(bus.agency("a"))
+    owner_a = owner_of(inbound, 0, instances)
+    busy = {owner_of(bus.names.inbound(agency), 0, instances) for agency in bus.agencies}
+    idle = next(k for k in range(instances) if k not in busy)  # 3 agencies, 4 instances
+    target = next(p for p in range(4) if owner_of(inbound, p, instances) == idle)
+
+    async def send(bulletin: Bulletin, partition: int) -> None:
+        async with Producer(bus.agencies[bus.agency("a")]) as producer:
+            await producer.send(
+                inbound,
+                encoded(bus, bulletin),
+                key=bulletin.bulletin_id.encode(),
+                partition=partition,
+            )
+
+    async with running_edge(bus, instance=idle, instances=instances) as idler:
+        await wait_until(lambda: idler.owned == frozenset(), "the idle instance has looked")
+        async with running_edge(bus, instance=owner_a, instances=instances):
+            await send(first, 0)
+            await bus.views("b", 1)
+        with KafkaAdmin(bus.admin) as admin:
+            admin.create_partitions({inbound: 4})
+        gained = TopicPartition(inbound, target)
+        await wait_until(lambda: gained in (idler.owned or ()), "the idle instance gained")
+        await send(first, target)  # the re-send, on the idle instance's new partition
+        await send(marker, target)
+        await bus.views("b", 2)
+
+    assert Counter(await view_ids(bus, "b")) == Counter([first.bulletin_id, marker.bulletin_id])
