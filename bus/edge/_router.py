@@ -66,6 +66,9 @@ __all__ = [
 log = logging.getLogger("liaison.edge")
 
 POLICY_KEY = b"active"
+SEEN_READ_TIMEOUT_S = 120.0
+"""How long a router waits for other instances' open transactions on ``liaison.edge.seen``
+to end (each is aborted 60 s after it began at the latest, plus the broker's 10 s sweep)."""
 
 
 def owner_of(topic: str, partition: int, instances: int) -> int:
@@ -220,8 +223,12 @@ class EdgeRouter:
         self.chain_id = f"edge.{self.config.instance}"
         self._chain: ChainWriter | None = None
         self._seen = SeenSet(
-            window_s=self.config.dedup_window_s, max_entries=self.config.dedup_max_entries
+            window_s=self.config.dedup_window_s,
+            max_entries=self.config.dedup_max_entries,
+            origin=self.chain_id,
         )
+        self.owned: frozenset[TopicPartition] | None = None
+        """The inbound partitions this instance owns (``None`` before it first looks)."""
         if self.config.dedup_window_s * 1000 > EDGE_SEEN_RETENTION_MS:
             log.warning(
                 "the re-send window (%s s) is longer than %s's provisioned retention (%d ms): "
@@ -317,15 +324,17 @@ class EdgeRouter:
             await self._recover_chain()
             await self._recover_seen()
             owned: set[TopicPartition] = set()
-            next_refresh = 0.0
+            next_refresh: float | None = None  # None: the first look, right after loading
             loop = asyncio.get_running_loop()
             while not stop.is_set():
-                if loop.time() >= next_refresh:
+                if next_refresh is None or loop.time() >= next_refresh:
                     before, owned = owned, await self._refresh_assignment(consumer, owned)
-                    if before and owned - before:
+                    if next_refresh is not None and owned - before:
                         # Grown partitions move ids to other partitions, perhaps to this
-                        # instance: remember what every instance has accepted until now.
+                        # instance (even one that owned none): add what every instance has
+                        # accepted until now.
                         await self._recover_seen()
+                    self.owned = frozenset(owned)
                     next_refresh = loop.time() + self.config.topic_refresh_ms / 1000
                 if not owned:
                     with contextlib.suppress(TimeoutError):
@@ -368,18 +377,38 @@ class EdgeRouter:
             interval_s=self.config.checkpoint_interval_ms / 1000,
         )
 
-    async def _recover_seen(self) -> None:
-        """The ids accepted within the window, from ``liaison.edge.seen`` (after
-        InitProducerId settled any open transaction of ours): the entries are written in the
-        same transaction as the views, so the set holds exactly what was committed. Every
-        instance's entries: an id is keyed to one partition, but partitions can grow."""
+    async def _recover_seen(self, *, timeout_s: float = SEEN_READ_TIMEOUT_S) -> None:
+        """Add the ids every instance committed within the window, from ``liaison.edge.seen``.
+
+        Called once this instance's producer is initialised (InitProducerId has settled its
+        own open transaction: committed or aborted, markers written). The read is complete:
+        the topic's high watermark is sampled first (read_uncommitted), then the records are
+        read read_committed until the position reaches it. Its last stable offset can stop
+        short of it behind another instance's open transaction, which ends within a batch
+        (or is aborted at its transaction timeout, 60 s): wait for it, up to ``timeout_s``,
+        and fail closed past that rather than route knowing less than was committed.
+        The records are merged into what this instance knows, never replace it.
+        """
         tp = TopicPartition(self.names.edge_seen, 0)
-        values: list[bytes | None] = []
+        records: list[tuple[bytes | None, bytes | None]] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
         try:
+            async with Consumer(self.connection, isolation_level="read_uncommitted") as probe:
+                high = (await probe.end_offsets([tp]))[tp]  # the high watermark
             async with Consumer(self.connection) as consumer:
-                end = (await consumer.assign_from_beginning([tp]))[tp]
-                while await consumer.position(tp) < end:
-                    values.extend(r.value for r in await consumer.getmany(timeout_ms=500))
+                await consumer.assign_from_beginning([tp])
+                while (position := await consumer.position(tp)) < high:
+                    if loop.time() >= deadline:
+                        raise ConfigError(
+                            f"{self.names.edge_seen} could not be read up to offset {high} "
+                            f"within {timeout_s:g} s (stuck at {position}): a transaction of "
+                            "another router instance stays open; the router does not route "
+                            "without the ids every instance committed. Check the other edge "
+                            "instances (a stopped process's transaction is aborted after its "
+                            "60 s timeout), then restart"
+                        )
+                    records.extend((r.key, r.value) for r in await consumer.getmany(timeout_ms=500))
         except (KafkaAuthorizationError, KafkaOperationError) as exc:
             # Fail closed: without the ids it accepted, the router would route re-sends.
             raise ConfigError(
@@ -387,7 +416,7 @@ class EdgeRouter:
                 f"they accepted ({exc}); run `liaison agency service edge`, which creates the "
                 "topic and grants the edge principal its ACLs (idempotent), then restart"
             ) from exc
-        unreadable = self._seen.load(values, now_ms=_now_ms())
+        unreadable = self._seen.load(records, now_ms=_now_ms())
         if unreadable:
             log.error("%d unreadable records in %s skipped", unreadable, self.names.edge_seen)
         log.info("%d bulletin ids remembered for re-sends", len(self._seen))
@@ -533,8 +562,7 @@ class EdgeRouter:
                         self.names.audit_state, chain.position(), key=self._chain_key
                     )
                 )
-            seen_record = self._seen.pending_record()
-            if seen_record is not None:
+            for seen_record in self._seen.pending_records():
                 deliveries.append(
                     await producer.enqueue(self.names.edge_seen, seen_record, key=self._chain_key)
                 )

@@ -8,9 +8,11 @@ dead-lettered as ``id_reused``. The ids accepted travel in the same transaction 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import signal
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from bus.kafka import (
     KafkaConnection,
     Producer,
     Record,
+    TopicPartition,
     read_to_end,
 )
 from tests.e2e.conftest import Bus, build_bus, running_edge, teardown_bus
@@ -333,3 +336,100 @@ async def test_a_resend_on_a_partition_another_instance_owns_is_a_duplicate(
     )
     assert resent["outcome"] == "duplicate"
     assert resent["earlier"]["partition"] == by_owner[0]
+
+
+async def wait_until(condition: Any, what: str, timeout_s: float = 30.0) -> None:
+    """Poll ``condition()`` (a router attribute, no event to wait on) until it is true."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        await asyncio.sleep(0.05)  # sleep-ok: poll interval
+
+
+async def test_a_reload_reads_past_another_instances_open_transaction_and_forgets_nothing(
+    bus: Bus,
+) -> None:
+    """Issue 15.11 review: the reload (on a partition gain, after an unknown commit outcome)
+    read only up to the last stable offset, which stops at another instance's open
+    transaction, and replaced the set with that: ids committed after it, this instance's own
+    included, were forgotten and their re-sends routed again. Now the reload waits until it
+    has read up to the high watermark (failing closed past a deadline) and merges."""
+    await bus.publish_policy(share_a_with_b(bus))
+    first, second, third, marker = notices(bus, seed=91, count=4)
+    inbound = bus.names.inbound(bus.agency("a"))
+    async with running_edge(bus) as router:
+        await bus.send("a", first)
+        await bus.views("b", 1)
+        other = Producer(bus.edge, transactional_id=bus.names.edge_transactional_id(1))
+        await other.start()
+        try:
+            await other.begin_transaction()
+            # Instance 1 accepted `third` (as if its partition had held it), not yet committed.
+            digest = hashlib.sha256(encoded(bus, third)).hexdigest()
+            entry = [inbound, 0, 99, third.bulletin_id, digest, int(time.time() * 1000)]
+            value = {"format": 1, "entries": [entry]}
+            await other.send(bus.names.edge_seen, json.dumps(value).encode(), key=b"edge.1")
+            await bus.send("a", second)  # routed and committed behind the open transaction
+            await bus.views("b", 2)
+            known = len(router._seen)
+
+            with pytest.raises(ConfigError, match="could not be read up to offset"):
+                await router._recover_seen(timeout_s=1.0)  # fail closed, not partial
+            reload = asyncio.create_task(router._recover_seen())
+            done, _ = await asyncio.wait({reload}, timeout=1.0)
+            assert not done, "the reload waits for the other instance's transaction"
+            await other.commit_transaction()
+            await asyncio.wait_for(reload, 30)
+        finally:
+            await other.stop()
+        assert len(router._seen) == known + 1  # its own two, and instance 1's
+        await bus.send("a", second)  # re-sends: this instance's own id and instance 1's
+        await bus.send("a", third)
+        await bus.send("a", marker)
+        await bus.views("b", 3)
+
+    assert await view_ids(bus, "b") == [
+        first.bulletin_id,
+        second.bulletin_id,
+        marker.bulletin_id,
+    ]
+
+
+async def test_an_instance_that_owned_nothing_reloads_the_ids_when_it_gains_partitions(
+    bus: Bus,
+) -> None:
+    """Issue 15.11 review: the reload on a gain was skipped while the instance owned no
+    partition at all, so an idle instance that gained a grown topic's partition routed a
+    re-send of an id another instance had accepted."""
+    instances = 4
+    await bus.publish_policy(share_a_with_b(bus))
+    first, marker = notices(bus, seed=92, count=2)
+    inbound = bus.names.inbound(bus.agency("a"))
+    owner_a = owner_of(inbound, 0, instances)
+    busy = {owner_of(bus.names.inbound(agency), 0, instances) for agency in bus.agencies}
+    idle = next(k for k in range(instances) if k not in busy)  # 3 agencies, 4 instances
+    target = next(p for p in range(4) if owner_of(inbound, p, instances) == idle)
+
+    async def send(bulletin: Bulletin, partition: int) -> None:
+        async with Producer(bus.agencies[bus.agency("a")]) as producer:
+            await producer.send(
+                inbound,
+                encoded(bus, bulletin),
+                key=bulletin.bulletin_id.encode(),
+                partition=partition,
+            )
+
+    async with running_edge(bus, instance=idle, instances=instances) as idler:
+        await wait_until(lambda: idler.owned == frozenset(), "the idle instance has looked")
+        async with running_edge(bus, instance=owner_a, instances=instances):
+            await send(first, 0)
+            await bus.views("b", 1)
+        with KafkaAdmin(bus.admin) as admin:
+            admin.create_partitions({inbound: 4})
+        gained = TopicPartition(inbound, target)
+        await wait_until(lambda: gained in (idler.owned or ()), "the idle instance gained")
+        await send(first, target)  # the re-send, on the idle instance's new partition
+        await send(marker, target)
+        await bus.views("b", 2)
+
+    assert Counter(await view_ids(bus, "b")) == Counter([first.bulletin_id, marker.bulletin_id])

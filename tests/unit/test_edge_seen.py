@@ -21,6 +21,7 @@ from bus.topics import TopicNames
 NAMES = TopicNames()
 DAY_MS = 24 * 3600 * 1000
 T0 = 1_800_000_000_000
+KEY = b"edge.0"
 
 
 def observe(
@@ -127,14 +128,15 @@ def test_the_transaction_records_rebuild_the_set() -> None:
     seen.begin()
     observe(seen, "b-1", "d1", offset=3)
     observe(seen, "b-2", "d2", agency="harbour-watch", offset=4)
-    record = seen.pending_record()
-    assert record is not None
+    [record] = seen.pending_records()
     assert len(json.loads(record)["entries"]) == 2
     seen.commit(T0)
 
     restarted = SeenSet()
     not_sha256 = json.dumps({"format": 1, "entries": [["t", 0, 0, "b-9", "abcd", T0]]}).encode()
-    unreadable = restarted.load([b"not json", record, None, not_sha256], now_ms=T0 + 1)
+    unreadable = restarted.load(
+        [(KEY, b"not json"), (KEY, record), (KEY, None), (KEY, not_sha256)], now_ms=T0 + 1
+    )
 
     assert unreadable == 3
     restarted.begin()
@@ -153,7 +155,8 @@ def test_loading_keeps_the_window_and_the_newest_entries() -> None:
     for i in range(4):
         writer.begin()
         observe(writer, f"b-{i}", "d", now_ms=T0 + i * DAY_MS)
-        records.append(writer.pending_record())
+        [record] = writer.pending_records()
+        records.append((KEY, record))
         writer.commit(T0 + i * DAY_MS)
 
     loaded = SeenSet(window_s=2.5 * 24 * 3600, max_entries=2)
@@ -166,12 +169,83 @@ def test_loading_keeps_the_window_and_the_newest_entries() -> None:
     assert observe(loaded, "b-3", "d", now_ms=T0 + 3 * DAY_MS)[0] is Verdict.DUPLICATE
 
 
+def records_of(origin: bytes, ids: list[str], now_ms: int) -> list[tuple[bytes, bytes]]:
+    """What instance ``origin`` writes when it accepts ``ids`` at ``now_ms``."""
+    writer = SeenSet(origin=origin.decode())
+    writer.begin()
+    for bulletin_id in ids:
+        observe(writer, bulletin_id, "d", now_ms=now_ms)
+    return [(origin, r) for r in writer.pending_records()]
+
+
+def test_loading_merges_into_what_is_known_and_never_forgets_it() -> None:
+    """Issue 15.11 review: a reload that saw less than was committed (another instance's
+    open transaction hides what follows it) replaced the set, forgetting this instance's own
+    committed ids."""
+    seen = SeenSet()
+    committed(seen, "b-1", "d")
+    committed(seen, "b-2", "d", now_ms=T0 + 1)
+
+    # The partial read: only another instance's earlier record, not this one's.
+    seen.load(records_of(b"edge.1", ["b-9"], T0), now_ms=T0 + 2)
+    seen.load([], now_ms=T0 + 2)
+
+    seen.begin()
+    for bulletin_id in ("b-1", "b-2", "b-9"):
+        assert observe(seen, bulletin_id, "d", now_ms=T0 + 3)[0] is Verdict.DUPLICATE
+    assert len(seen) == 3
+
+
+def test_the_count_bound_applies_per_originating_instance() -> None:
+    """Issue 15.11 review: every instance loads every instance's ids; a bound over all of them
+    left each of N instances about 1/N of its own."""
+    seen = SeenSet(max_entries=2)
+    committed(seen, "own-1", "d", now_ms=T0)
+    committed(seen, "own-2", "d", now_ms=T0 + 1)
+    others = [*records_of(b"edge.1", ["x-1", "x-2", "x-3"], T0 + 2)]
+    others += records_of(b"edge.2", ["y-1", "y-2"], T0 + 3)
+
+    seen.load(others, now_ms=T0 + 4)
+
+    assert len(seen) == 6  # 2 per origin, 3 origins
+    seen.begin()
+    for bulletin_id in ("own-1", "own-2", "x-2", "x-3", "y-1", "y-2"):
+        assert observe(seen, bulletin_id, "d", now_ms=T0 + 5)[0] is Verdict.DUPLICATE
+    assert observe(seen, "x-1", "d", now_ms=T0 + 5)[0] is Verdict.NEW  # edge.1's oldest
+    seen.commit(T0 + 5)  # x-1, now this instance's: its own oldest (own-1) goes
+    seen.begin()
+    assert observe(seen, "own-1", "d", now_ms=T0 + 6)[0] is Verdict.NEW
+    assert observe(seen, "y-1", "d", now_ms=T0 + 6)[0] is Verdict.DUPLICATE
+
+
+def test_a_large_batch_is_split_into_records_under_the_limit() -> None:
+    """Issue 15.11 review: one record per transaction, with up to batch_max entries of up to
+    ~315 bytes, passed Kafka's 1 MiB message limit above ~3,300 entries."""
+    seen = SeenSet()
+    seen.begin()
+    long_id = "x" * 100
+    ids = [f"{long_id}-{i}" for i in range(5000)]
+    for i, bulletin_id in enumerate(ids):
+        observe(seen, bulletin_id, str(i), offset=i)
+
+    records = seen.pending_records(max_bytes=64 * 1024)
+
+    assert len(records) > 1
+    assert all(len(r) <= 64 * 1024 for r in records)
+    assert all(len(r) <= 256 * 1024 for r in seen.pending_records())
+    entries = [e for r in records for e in json.loads(r)["entries"]]
+    assert [e[3] for e in entries] == ids
+    restarted = SeenSet()
+    assert restarted.load([(KEY, r) for r in records], now_ms=T0 + 1) == 0
+    assert len(restarted) == 5000
+
+
 def test_a_batch_without_new_ids_writes_no_record() -> None:
     seen = SeenSet()
     committed(seen, "b-1", "d1")
     seen.begin()
     observe(seen, "b-1", "d1")
-    assert seen.pending_record() is None
+    assert seen.pending_records() == []
 
 
 @pytest.mark.parametrize(("window_s", "max_entries"), [(0, 10), (10, 0)])
